@@ -1,0 +1,55 @@
+//! The HTTP layer: rocket routes that translate between HTTP and the domain, one module per
+//! resource. Handlers never wait on Docker; they write rows and wake the workers.
+
+pub mod openapi;
+pub mod status;
+pub mod workspaces;
+
+use std::sync::Arc;
+
+use rocket::data::{ByteUnit, Limits};
+use rocket::figment::Figment;
+use rocket::http::Status;
+use rocket::{catch, catchers, Build, Request, Rocket};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::daemon::Daemon;
+use crate::error::{ApiError, Code};
+
+/// The rocket application for a daemon, on the configured address.
+pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
+    let config = &daemon.config;
+    let max = ByteUnit::from(config.max_upload_size);
+    let figment = Figment::from(rocket::Config::default())
+        .merge(("address", config.host))
+        .merge(("port", config.port))
+        .merge(("temp_dir", config.tmp_dir()))
+        .merge(("limits", Limits::default().limit("data-form", max).limit("file", max).limit("json", ByteUnit::Mebibyte(4))))
+        .merge(("log_level", rocket::config::LogLevel::Critical))
+        .merge(("cli_colors", false))
+        .merge(("ident", concat!("jinad/", env!("CARGO_PKG_VERSION"))));
+    rocket::custom(figment)
+        .manage(daemon)
+        .mount("/", status::routes())
+        .mount("/", workspaces::routes())
+        .mount("/", SwaggerUi::new("/docs/<_..>").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .register("/", catchers![default_catcher])
+}
+
+/// Errors rocket produces itself (unknown route, bad form, too large) get the same body as ours.
+#[catch(default)]
+fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
+    let code = match status.code {
+        404 => Code::NotFound,
+        413 => Code::UploadTooLarge,
+        422 => Code::UnprocessableEntity,
+        500..=599 => Code::Internal,
+        _ => Code::BadRequest,
+    };
+    let what = match code {
+        Code::NotFound => format!("no route for {} {}", request.method(), request.uri().path()),
+        _ => format!("{} {}: {}", request.method(), request.uri().path(), status.reason_lossy()),
+    };
+    ApiError::new(code, what)
+}

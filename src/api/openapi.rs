@@ -1,0 +1,30 @@
+//! The OpenAPI document, generated from the handlers' annotations. `jinad openapi` prints it;
+//! `openapi/openapi.json` is a committed copy that a test keeps in step.
+
+use utoipa::OpenApi;
+
+use super::{status, workspaces};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "jinad",
+        description = "Upload projects as workspaces, build them into Docker images and run Flows, Pods and Peas. \
+                       Every error body is `{\"code\", \"message\"}` with a stable snake_case `code`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        status::alive, status::status,
+        workspaces::create, workspaces::list, workspaces::get_one, workspaces::update, workspaces::remove, workspaces::logs,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::state::State)),
+    tags(
+        (name = "status", description = "Liveness and daemon status"),
+        (name = "workspaces", description = "Uploaded projects, their images and networks"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

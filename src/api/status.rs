@@ -1,0 +1,83 @@
+//! `GET /status` and `GET /` (liveness, as in JinaD).
+
+use std::sync::Arc;
+
+use rocket::serde::json::Json;
+use rocket::{get, routes, Route, State as Managed};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::daemon::Daemon;
+use crate::error::ApiResult;
+
+pub fn routes() -> Vec<Route> {
+    routes![alive, status]
+}
+
+/// Rows per state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub struct StateCountsView {
+    pub pending: i64,
+    pub active: i64,
+    pub failed: i64,
+    pub deleting: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DockerStatus {
+    /// Whether the Docker engine answered just now.
+    pub reachable: bool,
+    /// The engine's version, when reachable.
+    pub version: Option<String>,
+    /// The API version negotiated with the engine.
+    pub api_version: Option<String>,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DaemonStatus {
+    /// jinad's version.
+    pub version: String,
+    /// This daemon's persistent id; its Docker objects carry it as the `jinad.daemon` label.
+    pub daemon_id: String,
+    pub uptime_seconds: f64,
+    pub docker: DockerStatus,
+    pub workspaces: StateCountsView,
+    /// Base image template for workspace images.
+    pub base_image_template: String,
+}
+
+/// Liveness: answers `{}` as soon as the daemon serves.
+#[utoipa::path(get, path = "/", tag = "status", responses((status = 200, description = "The daemon is alive", body = Object)))]
+#[get("/")]
+pub fn alive() -> Json<serde_json::Value> {
+    Json(serde_json::json!({}))
+}
+
+/// The daemon's version, uptime, rows per state and whether Docker is reachable.
+#[utoipa::path(get, path = "/status", tag = "status", responses(
+    (status = 200, description = "Daemon status", body = DaemonStatus),
+    (status = 500, description = "Database error", body = crate::error::ErrorBody)))]
+#[get("/status")]
+pub async fn status(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<DaemonStatus>> {
+    let counts = daemon.store.count_workspaces().await?;
+    let docker = match daemon.engine.ping().await {
+        Ok(info) => DockerStatus { reachable: true, version: Some(info.version), api_version: Some(info.api_version), error: None },
+        Err(e) => DockerStatus { reachable: false, version: None, api_version: None, error: Some(e.to_string()) },
+    };
+    Ok(Json(DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        daemon_id: daemon.daemon_id.clone(),
+        uptime_seconds: daemon.started.elapsed().as_secs_f64(),
+        docker,
+        workspaces: StateCountsView {
+            pending: counts.pending,
+            active: counts.active,
+            failed: counts.failed,
+            deleting: counts.deleting,
+        },
+        base_image_template: daemon.config.base_image_template.clone(),
+    }))
+}

@@ -1,0 +1,286 @@
+//! `/workspaces`: upload, list, inspect, update, delete, build logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::form::{self, Form, FromForm};
+use rocket::fs::TempFile;
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::stream::ByteStream;
+use rocket::response::{self, Responder};
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, put, routes, Request, Route, State as Managed};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::daemon::Daemon;
+use crate::error::{ApiError, ApiResult, Code, ErrorBody};
+use crate::ids::{Kind, ObjectId};
+use crate::state::State;
+use crate::store::WorkspaceRow;
+use crate::workspace::jinad_file::JinadSettings;
+use crate::workspace::upload::UploadedPart;
+use crate::workspace::{self, UploadMode};
+
+pub fn routes() -> Vec<Route> {
+    routes![create, list, get_one, update, remove, logs]
+}
+
+/// A workspace as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceView {
+    /// `jworkspace-<uuid>`
+    pub id: String,
+    pub state: State,
+    /// Set when `state` is FAILED: a stable snake_case reason (`build_failed`, `invalid_jinad`, …).
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The workspace's files, relative paths.
+    pub files: Vec<String>,
+    /// The `.jinad` settings of the last build.
+    pub settings: Option<JinadSettings>,
+    /// Docker image of the last successful build.
+    pub image_id: Option<String>,
+    pub image_tag: Option<String>,
+    /// Docker network of the workspace (`jworkspace-<uuid>`).
+    pub network_id: Option<String>,
+    /// Builds started so far.
+    pub builds: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<WorkspaceRow> for WorkspaceView {
+    fn from(row: WorkspaceRow) -> Self {
+        WorkspaceView {
+            files: row.file_list(),
+            settings: row.settings.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+            id: row.id,
+            state: row.state,
+            error_code: row.error_code,
+            error_message: row.error_message,
+            image_id: row.image_id,
+            image_tag: row.image_tag,
+            network_id: row.network_id,
+            builds: row.builds,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// One uploaded file (any file; `.tar.gz`, `.tgz`, `.tar` and `.zip` archives are unpacked).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct UploadedFile(#[allow(dead_code)] Vec<u8>);
+
+/// The multipart body of an upload.
+#[derive(ToSchema)]
+pub struct UploadForm {
+    /// Repeat the field once per file. A file name may contain sub-directories (`pkg/mod.py`).
+    #[allow(dead_code)]
+    files: Vec<UploadedFile>,
+}
+
+#[derive(FromForm)]
+pub struct Upload<'r> {
+    files: Vec<TempFile<'r>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CreateQuery {
+    /// Add the files to this workspace (created with this id if it does not exist).
+    #[allow(dead_code)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LogsQuery {
+    /// Keep the response open and stream the log while the build runs.
+    #[allow(dead_code)]
+    follow: Option<bool>,
+}
+
+/// A JSON body with a status and a `Location` header.
+pub struct Located {
+    status: Status,
+    location: String,
+    body: WorkspaceView,
+}
+
+impl<'r> Responder<'r, 'static> for Located {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Json(self.body).respond_to(request)?;
+        response.set_status(self.status);
+        response.set_header(Header::new("Location", self.location));
+        Ok(response)
+    }
+}
+
+fn located(status: Status, row: WorkspaceRow) -> Located {
+    Located { status, location: format!("/workspaces/{}", row.id), body: row.into() }
+}
+
+fn parse_id(text: &str) -> ApiResult<ObjectId> {
+    Ok(ObjectId::parse(Kind::Workspace, text)?)
+}
+
+/// Save the uploaded parts to disk (they are already streamed to temp files by rocket).
+async fn received_parts(daemon: &Daemon, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<(Vec<UploadedPart>, tempfile::TempDir)> {
+    let upload = match form {
+        Ok(form) => form.into_inner(),
+        Err(errors) if errors.status() == Status::PayloadTooLarge => {
+            return Err(ApiError::new(
+                Code::UploadTooLarge,
+                format!("the upload is larger than the limit of {} bytes", daemon.config.max_upload_size),
+            ))
+        }
+        Err(errors) => return Err(ApiError::new(Code::BadRequest, format!("invalid multipart upload: {errors}"))),
+    };
+    let raw = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempdir_in(daemon.config.tmp_dir())
+        .map_err(|e| ApiError::internal("upload temp dir", e))?;
+    let mut parts = Vec::with_capacity(upload.files.len());
+    for (index, mut file) in upload.files.into_iter().enumerate() {
+        let name = file
+            .raw_name()
+            .map(|n| n.dangerous_unsafe_unsanitized_raw().as_str().to_string())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::new(Code::InvalidFilename, format!("part {} of `files` has no file name", index + 1)))?;
+        let path = raw.path().join(index.to_string());
+        file.move_copy_to(&path).await.map_err(|e| ApiError::internal("saving the upload", e))?;
+        parts.push(UploadedPart { name, path });
+    }
+    Ok((parts, raw))
+}
+
+/// Upload a project. Creates a workspace (201, PENDING) and queues its build; with `?id=` of an
+/// existing workspace, adds the files to it and rebuilds (200).
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", params(CreateQuery),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Workspace created; its build is queued", body = WorkspaceView),
+        (status = 200, description = "Files added to the existing workspace; its rebuild is queued", body = WorkspaceView),
+        (status = 400, description = "Bad upload: `no_files`, `invalid_filename`, `invalid_archive`, `unsafe_archive_path`, `unsafe_archive_link`, `unsafe_archive_entry`, `archive_too_large`, `invalid_id`", body = ErrorBody),
+        (status = 409, description = "`workspace_busy`: a build of this workspace is running", body = ErrorBody),
+        (status = 413, description = "`upload_too_large`", body = ErrorBody)))]
+#[post("/workspaces?<id>", data = "<form>")]
+pub async fn create(daemon: &Managed<Arc<Daemon>>, id: Option<&str>, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
+    let id = id.map(parse_id).transpose()?;
+    let (parts, _raw) = received_parts(daemon, form).await?;
+    let (row, created) = workspace::upload(daemon, id, parts, UploadMode::CreateOrUpdate).await?;
+    daemon.wake.notify_one();
+    Ok(located(if created { Status::Created } else { Status::Ok }, row))
+}
+
+/// Add or replace files of a workspace and rebuild it.
+#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "Workspace id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Files stored; the rebuild is queued", body = WorkspaceView),
+        (status = 400, description = "Bad upload or id", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
+        (status = 409, description = "`workspace_busy` or `invalid_state_transition` (being deleted)", body = ErrorBody),
+        (status = 413, description = "`upload_too_large`", body = ErrorBody)))]
+#[put("/workspaces/<id>", data = "<form>")]
+pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
+    let id = parse_id(id)?;
+    let (parts, _raw) = received_parts(daemon, form).await?;
+    let (row, _) = workspace::upload(daemon, Some(id), parts, UploadMode::UpdateOnly).await?;
+    daemon.wake.notify_one();
+    Ok(located(Status::Ok, row))
+}
+
+/// Every workspace, oldest first.
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", responses((status = 200, description = "All workspaces", body = Vec<WorkspaceView>)))]
+#[get("/workspaces")]
+pub async fn list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<WorkspaceView>>> {
+    let rows = daemon.store.list_workspaces().await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
+}
+
+/// One workspace: state, reason, image, network, files, settings, times.
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceView),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+#[get("/workspaces/<id>", rank = 2)]
+pub async fn get_one(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<WorkspaceView>> {
+    let id = parse_id(id)?;
+    Ok(Json(daemon.store.get_workspace(&id).await?.into()))
+}
+
+/// Delete a workspace: its containers, network, images, files and row (202, DELETING; the row
+/// disappears when everything is gone). Objects of other workspaces are never touched.
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces",
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 202, description = "Deletion queued", body = WorkspaceView),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+#[delete("/workspaces/<id>")]
+pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located> {
+    let id = parse_id(id)?;
+    let row = workspace::delete(daemon, &id).await?;
+    daemon.wake.notify_one();
+    Ok(located(Status::Accepted, row))
+}
+
+/// The build log (plain text). With `follow=true` the response stays open and streams new lines
+/// until the build ends.
+#[utoipa::path(get, path = "/workspaces/{id}/logs", tag = "workspaces",
+    params(("id" = String, Path, description = "Workspace id"), LogsQuery),
+    responses(
+        (status = 200, description = "The build log", content_type = "text/plain", body = String),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+#[get("/workspaces/<id>/logs?<follow>")]
+pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<bool>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+    let id = parse_id(id)?;
+    daemon.store.get_workspace(&id).await?;
+    let daemon: Arc<Daemon> = daemon.inner().clone();
+    let follow = follow.unwrap_or(false);
+    let path = crate::build_log::path(&daemon.config.logs_dir(), &id);
+    let stream = ByteStream! {
+        let mut offset = 0u64;
+        loop {
+            // Read what is new since the last look; a rebuild truncates the file: start over.
+            if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+                if len < offset {
+                    offset = 0;
+                }
+                if len > offset && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                    let mut chunk = Vec::with_capacity((len - offset) as usize);
+                    if file.take(len - offset).read_to_end(&mut chunk).await.is_ok() {
+                        offset += chunk.len() as u64;
+                        yield chunk;
+                    }
+                }
+            }
+            if !follow {
+                break;
+            }
+            let building = matches!(daemon.store.get_workspace(&id).await, Ok(row) if row.state == State::Pending);
+            if !building {
+                // One last read catches lines written between the read and the state change.
+                if let Ok(mut file) = tokio::fs::File::open(&path).await {
+                    if file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                        let mut rest = Vec::new();
+                        if file.read_to_end(&mut rest).await.is_ok() && !rest.is_empty() {
+                            yield rest;
+                        }
+                    }
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    Ok((ContentType::Plain, stream))
+}

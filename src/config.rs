@@ -1,0 +1,111 @@
+//! The command line: one `Config` for `jinad serve`, validated once at start-up.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "jinad", version, about = "jinad: builds uploaded projects into Docker images and runs Flows, Pods and Peas")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: REST API, SQLite store, build workers and reconciliation.
+    Serve(Config),
+    /// Print the OpenAPI document of the daemon's REST API (what openapi/openapi.json holds).
+    Openapi,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Directory for everything the daemon keeps: the SQLite file, workspaces, build logs, temp files.
+    #[arg(long, env = "JINAD_DATA_DIR", default_value = "/tmp/jinad")]
+    pub data_dir: PathBuf,
+
+    /// Address to bind. The default keeps the API on this machine.
+    #[arg(long, env = "JINAD_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "JINAD_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Base image for a workspace; `{python}` is replaced by the `.jinad` `python` setting.
+    /// Air-gapped hosts use the image from docker/build-base-image.sh: `jinad/python:{python}-bookworm`.
+    #[arg(long, env = "JINAD_BASE_IMAGE_TEMPLATE", default_value = "python:{python}-slim")]
+    pub base_image_template: String,
+
+    /// Largest accepted upload (the whole multipart body), e.g. `100MiB`, `512k`, `1000000`.
+    #[arg(long, env = "JINAD_MAX_UPLOAD_SIZE", default_value = "100MiB", value_parser = parse_size)]
+    pub max_upload_size: u64,
+
+    /// Largest total size of the files an upload unpacks to (archives included), against decompression bombs.
+    #[arg(long, env = "JINAD_MAX_UNPACKED_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_unpacked_size: u64,
+
+    /// Most files one upload may unpack to.
+    #[arg(long, env = "JINAD_MAX_UNPACKED_FILES", default_value_t = 100_000)]
+    pub max_unpacked_files: u64,
+
+    /// Docker engine address (`unix:///var/run/docker.sock`, `tcp://host:2375`); default: DOCKER_HOST or the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+
+    /// How many builds and deletions run at once.
+    #[arg(long, env = "JINAD_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Seconds between two reconciliations of the rows with what Docker really has.
+    #[arg(long, env = "JINAD_RECONCILE_INTERVAL", default_value_t = 30)]
+    pub reconcile_interval: u64,
+}
+
+impl Config {
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("jinad.sqlite")
+    }
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.data_dir.join("workspaces")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+/// `123`, `10k`, `10KiB`, `5M`, `5MB`, `1GiB` (binary multiples; case-insensitive).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use k, M or G)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+}

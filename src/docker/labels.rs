@@ -1,0 +1,29 @@
+//! The labels every Docker object of the daemon carries, so reconciliation can find it again.
+
+use std::collections::HashMap;
+
+pub const MANAGED: &str = "jinad.managed";
+/// The row the object belongs to.
+pub const ID: &str = "jinad.id";
+pub const WORKSPACE: &str = "jinad.workspace";
+/// The daemon that created it: a daemon only ever reconciles or removes its own objects.
+pub const DAEMON: &str = "jinad.daemon";
+/// `runtime` for the shared runtime images (no row of their own).
+pub const ROLE: &str = "jinad.role";
+
+pub fn for_row(daemon_id: &str, row_id: &str, workspace_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (ID.to_string(), row_id.to_string()),
+        (WORKSPACE.to_string(), workspace_id.to_string()),
+        (DAEMON.to_string(), daemon_id.to_string()),
+    ])
+}
+
+pub fn for_runtime(daemon_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (DAEMON.to_string(), daemon_id.to_string()),
+        (ROLE.to_string(), "runtime".to_string()),
+    ])
+}

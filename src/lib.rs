@@ -1,0 +1,17 @@
+//! jinad: a daemon that keeps workspaces (and later flows, pods and peas) as rows in SQLite and
+//! drives a real Docker engine to build and run them. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod build_log;
+pub mod config;
+pub mod daemon;
+pub mod daemon_id;
+pub mod docker;
+pub mod error;
+pub mod ids;
+pub mod reconcile;
+pub mod serve;
+pub mod state;
+pub mod store;
+pub mod worker;
+pub mod workspace;

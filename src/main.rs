@@ -1,0 +1,30 @@
+use clap::Parser;
+use jinad::config::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => println!("{}", jinad::api::openapi::json()),
+        Command::Serve(config) => {
+            init_tracing();
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => exit(&format!("cannot start the async runtime: {e}")),
+            };
+            if let Err(e) = runtime.block_on(jinad::serve::serve(config)) {
+                exit(&e);
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JINAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn exit(message: &str) -> ! {
+    eprintln!("jinad: {message}");
+    std::process::exit(1)
+}

@@ -1,0 +1,30 @@
+//! `jinad serve`: open the store, reconcile with Docker, start the workers, then serve the API.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::{api, reconcile, worker};
+
+pub async fn serve(config: Config) -> Result<(), String> {
+    let reconcile_every = Duration::from_secs(config.reconcile_interval.max(1));
+    let daemon = Daemon::open(config).await?;
+    tracing::info!(daemon_id = %daemon.daemon_id, data_dir = %daemon.config.data_dir.display(), "starting");
+
+    // Before serving: make the rows agree with Docker. An unreachable engine does not stop the
+    // daemon; rows wait in PENDING and the periodic pass catches up.
+    match reconcile::reconcile(&daemon).await {
+        Ok(report) => tracing::info!(?report, "reconciled at start"),
+        Err(e) => tracing::warn!("Docker not reachable at start, reconciliation postponed: {e}"),
+    }
+    tokio::spawn(worker::run_scheduler(daemon.clone()));
+    tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
+
+    let rocket = api::rocket(daemon.clone()).ignite().await.map_err(|e| format!("cannot start the API: {e}"))?;
+    let address = format!("{}:{}", rocket.config().address, rocket.config().port);
+    // Tests and scripts wait for this line.
+    println!("jinad listening on http://{address}");
+    rocket.launch().await.map_err(|e| format!("API server: {e}"))?;
+    daemon.store.close().await;
+    Ok(())
+}

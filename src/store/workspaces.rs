@@ -1,0 +1,199 @@
+//! The `workspaces` table. Every state change goes through [`Store::transition_workspace`], a
+//! compare-and-set on the expected state.
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use super::{Store, StoreError};
+use crate::ids::{Kind, ObjectId};
+use crate::state::State;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct WorkspaceRow {
+    pub id: String,
+    pub state: State,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// JSON array of relative paths.
+    pub files: String,
+    /// JSON object of the parsed `.jinad` settings.
+    pub settings: Option<String>,
+    pub image_id: Option<String>,
+    pub image_tag: Option<String>,
+    pub network_id: Option<String>,
+    pub builds: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkspaceRow {
+    pub fn object_id(&self) -> Option<ObjectId> {
+        ObjectId::parse(Kind::Workspace, &self.id).ok()
+    }
+
+    pub fn file_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.files).unwrap_or_default()
+    }
+}
+
+/// What a transition writes besides the new state.
+#[derive(Debug, Clone)]
+pub enum WorkspaceChange {
+    /// Queue a (re)build; `files` replaces the file list when the update added files.
+    Requeue { files: Option<Vec<String>> },
+    /// The build started: record the parsed settings and count the build (stays PENDING).
+    BuildStarted { settings: serde_json::Value },
+    Activate { image_id: String, image_tag: String, network_id: String },
+    Fail { code: String, message: String },
+    Delete,
+}
+
+impl WorkspaceChange {
+    fn target(&self, from: State) -> State {
+        match self {
+            WorkspaceChange::Requeue { .. } => State::Pending,
+            WorkspaceChange::BuildStarted { .. } => from,
+            WorkspaceChange::Activate { .. } => State::Active,
+            WorkspaceChange::Fail { .. } => State::Failed,
+            WorkspaceChange::Delete => State::Deleting,
+        }
+    }
+}
+
+/// Counts of rows per state, for `GET /status`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateCounts {
+    pub pending: i64,
+    pub active: i64,
+    pub failed: i64,
+    pub deleting: i64,
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+impl Store {
+    pub async fn insert_workspace(&self, id: &ObjectId, files: &[String]) -> Result<WorkspaceRow, StoreError> {
+        let files = serde_json::to_string(files).unwrap_or_else(|_| "[]".into());
+        let result = sqlx::query_as::<_, WorkspaceRow>(
+            "INSERT INTO workspaces (id, state, files) VALUES (?, 'PENDING', ?) RETURNING *",
+        )
+        .bind(id.as_str())
+        .bind(files)
+        .fetch_one(self.pool())
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::AlreadyExists(id.clone())),
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn get_workspace(&self, id: &ObjectId) -> Result<WorkspaceRow, StoreError> {
+        sqlx::query_as::<_, WorkspaceRow>("SELECT * FROM workspaces WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    pub async fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>, StoreError> {
+        Ok(sqlx::query_as::<_, WorkspaceRow>("SELECT * FROM workspaces ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Rows in one of `states`, oldest change first: the work queue.
+    pub async fn workspaces_in(&self, states: &[State]) -> Result<Vec<WorkspaceRow>, StoreError> {
+        let marks = vec!["?"; states.len()].join(", ");
+        let sql = format!("SELECT * FROM workspaces WHERE state IN ({marks}) ORDER BY updated_at, id");
+        let mut query = sqlx::query_as::<_, WorkspaceRow>(&sql);
+        for state in states {
+            query = query.bind(*state);
+        }
+        Ok(query.fetch_all(self.pool()).await?)
+    }
+
+    pub async fn count_workspaces(&self) -> Result<StateCounts, StoreError> {
+        let rows: Vec<(State, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM workspaces GROUP BY state")
+            .fetch_all(self.pool())
+            .await?;
+        let mut counts = StateCounts::default();
+        for (state, n) in rows {
+            match state {
+                State::Pending => counts.pending = n,
+                State::Active => counts.active = n,
+                State::Failed => counts.failed = n,
+                State::Deleting => counts.deleting = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The one write path for a workspace's state: `UPDATE … WHERE id = ? AND state = ?`.
+    /// Fails with `IllegalTransition` (nothing written) or `Conflict`/`NotFound` when the row moved on.
+    pub async fn transition_workspace(
+        &self,
+        id: &ObjectId,
+        expected: State,
+        change: WorkspaceChange,
+    ) -> Result<WorkspaceRow, StoreError> {
+        let to = change.target(expected);
+        if to != expected && !expected.can_become(to) {
+            return Err(StoreError::IllegalTransition { id: id.clone(), from: expected, to });
+        }
+        let (set, binds): (String, Vec<Option<String>>) = match &change {
+            WorkspaceChange::Requeue { files: Some(files) } => (
+                "files = ?, error_code = NULL, error_message = NULL".into(),
+                vec![Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))],
+            ),
+            WorkspaceChange::Requeue { files: None } => ("error_code = NULL, error_message = NULL".into(), vec![]),
+            WorkspaceChange::BuildStarted { settings } => {
+                ("settings = ?, builds = builds + 1".into(), vec![Some(settings.to_string())])
+            }
+            WorkspaceChange::Activate { image_id, image_tag, network_id } => (
+                "image_id = ?, image_tag = ?, network_id = ?".into(),
+                vec![Some(image_id.clone()), Some(image_tag.clone()), Some(network_id.clone())],
+            ),
+            WorkspaceChange::Fail { code, message } => {
+                ("error_code = ?, error_message = ?".into(), vec![Some(code.clone()), Some(message.clone())])
+            }
+            WorkspaceChange::Delete => ("error_code = NULL, error_message = NULL".into(), vec![]),
+        };
+        let sql = format!(
+            "UPDATE workspaces SET state = ?, {set}, updated_at = {NOW} WHERE id = ? AND state = ? RETURNING *"
+        );
+        let mut query = sqlx::query_as::<_, WorkspaceRow>(&sql).bind(to);
+        for value in binds {
+            query = query.bind(value);
+        }
+        let updated = query.bind(id.as_str()).bind(expected).fetch_optional(self.pool()).await?;
+        match updated {
+            Some(row) => Ok(row),
+            None => {
+                let actual = self.get_workspace(id).await?.state;
+                Err(StoreError::Conflict { id: id.clone(), expected, actual })
+            }
+        }
+    }
+
+    /// Remove a row whose Docker objects and files are gone; only a DELETING row can go.
+    pub async fn remove_workspace(&self, id: &ObjectId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM workspaces WHERE id = ? AND state = 'DELETING'")
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let actual = self.get_workspace(id).await?.state;
+        Err(StoreError::Conflict { id: id.clone(), expected: State::Deleting, actual })
+    }
+
+    /// Whether a row with this id exists (any state); reconciliation uses it to find orphans.
+    pub async fn workspace_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM workspaces WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+}

@@ -1,0 +1,131 @@
+//! Workspaces: the files a user uploads, and the operations the API offers on them. The build
+//! itself is background work (`worker::build`); these functions only stage files and queue rows.
+
+pub mod archive;
+pub mod context;
+pub mod dockerfile;
+pub mod jinad_file;
+pub mod paths;
+pub mod requirements;
+pub mod upload;
+
+use std::path::PathBuf;
+
+use crate::daemon::Daemon;
+use crate::ids::{Kind, ObjectId};
+use crate::state::State;
+use crate::store::{StoreError, WorkspaceChange, WorkspaceRow};
+use upload::{Limits, UploadError, UploadedPart};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error("{0} is being built; send the update when its build has ended")]
+    Busy(ObjectId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io(context: &str) -> impl Fn(std::io::Error) -> WorkspaceError + '_ {
+    move |e| WorkspaceError::Io(format!("{context}: {e}"))
+}
+
+pub fn dir(daemon: &Daemon, id: &ObjectId) -> PathBuf {
+    daemon.config.workspaces_dir().join(id.as_str())
+}
+
+fn limits(daemon: &Daemon) -> Limits {
+    Limits {
+        max_unpacked_bytes: daemon.config.max_unpacked_size,
+        max_unpacked_files: daemon.config.max_unpacked_files,
+    }
+}
+
+/// Whether an upload may create the workspace or must find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// `POST /workspaces[?id=]`: create, or add to the workspace if the id exists.
+    CreateOrUpdate,
+    /// `PUT /workspaces/{id}`: the workspace must exist.
+    UpdateOnly,
+}
+
+/// Stage the upload, then create the workspace (new id) or merge the files into it (existing id)
+/// and queue a build. Returns the row and whether it was created.
+pub async fn upload(
+    daemon: &Daemon,
+    id: Option<ObjectId>,
+    parts: Vec<UploadedPart>,
+    mode: UploadMode,
+) -> Result<(WorkspaceRow, bool), WorkspaceError> {
+    if let (UploadMode::UpdateOnly, Some(id)) = (mode, &id) {
+        daemon.store.get_workspace(id).await?;
+    }
+    let tmp = daemon.config.tmp_dir();
+    let limits = limits(daemon);
+    let staged = tokio::task::spawn_blocking(move || upload::stage(&parts, &tmp, limits))
+        .await
+        .map_err(|e| WorkspaceError::Io(e.to_string()))??;
+
+    let id = id.unwrap_or_else(|| ObjectId::mint(Kind::Workspace));
+    let dest = dir(daemon, &id);
+    let _commit = daemon.commit_lock.lock().await;
+    let existing = match daemon.store.get_workspace(&id).await {
+        Ok(row) => Some(row),
+        Err(StoreError::NotFound(_)) if mode == UploadMode::CreateOrUpdate => None,
+        Err(e) => return Err(e.into()),
+    };
+    match existing {
+        None => {
+            let files = staged.files().to_vec();
+            let moved_dest = dest.clone();
+            tokio::task::spawn_blocking(move || staged.create(&moved_dest))
+                .await
+                .map_err(|e| WorkspaceError::Io(e.to_string()))?
+                .map_err(io("cannot store the workspace files"))?;
+            match daemon.store.insert_workspace(&id, &files).await {
+                Ok(row) => Ok((row, true)),
+                Err(e) => {
+                    let _ = tokio::fs::remove_dir_all(&dest).await;
+                    Err(e.into())
+                }
+            }
+        }
+        Some(row) => {
+            match row.state {
+                State::Pending => return Err(WorkspaceError::Busy(id)),
+                State::Deleting => {
+                    return Err(StoreError::IllegalTransition { id, from: State::Deleting, to: State::Pending }.into())
+                }
+                State::Active | State::Failed => {}
+            }
+            let moved_dest = dest.clone();
+            let files = tokio::task::spawn_blocking(move || -> Result<Vec<String>, WorkspaceError> {
+                std::fs::create_dir_all(&moved_dest).map_err(io("workspace directory"))?;
+                staged.check_merge(&moved_dest)?;
+                staged.merge_into(&moved_dest).map_err(io("cannot store the workspace files"))?;
+                paths::list_files(&moved_dest).map_err(io("cannot list the workspace files"))
+            })
+            .await
+            .map_err(|e| WorkspaceError::Io(e.to_string()))??;
+            let row = daemon
+                .store
+                .transition_workspace(&id, row.state, WorkspaceChange::Requeue { files: Some(files) })
+                .await?;
+            Ok((row, false))
+        }
+    }
+}
+
+/// Queue the removal of a workspace and everything it owns. Deleting twice is not an error.
+pub async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<WorkspaceRow, WorkspaceError> {
+    let _commit = daemon.commit_lock.lock().await;
+    let row = daemon.store.get_workspace(id).await?;
+    if row.state == State::Deleting {
+        return Ok(row);
+    }
+    Ok(daemon.store.transition_workspace(id, row.state, WorkspaceChange::Delete).await?)
+}
