@@ -20,11 +20,13 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(worker::run_scheduler(daemon.clone()));
     tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
 
-    let rocket = api::rocket(daemon.clone()).ignite().await.map_err(|e| format!("cannot start the API: {e}"))?;
-    let address = format!("{}:{}", rocket.config().address, rocket.config().port);
-    // Tests and scripts wait for this line.
-    println!("jinad listening on http://{address}");
-    rocket.launch().await.map_err(|e| format!("API server: {e}"))?;
+    let announce = rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
+        Box::pin(async move {
+            // Scripts and tests wait for this line; with `--port 0` it carries the real port.
+            println!("jinad listening on http://{}:{}", rocket.config().address, rocket.config().port);
+        })
+    });
+    api::rocket(daemon.clone()).attach(announce).launch().await.map_err(|e| format!("API server: {e}"))?;
     daemon.store.close().await;
     Ok(())
 }

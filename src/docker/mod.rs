@@ -165,7 +165,6 @@ impl Engine {
         context: &Path,
         dockerfile: &str,
         tag: &str,
-        image_labels: &HashMap<String, String>,
         build_args: &HashMap<String, String>,
         mut log: impl FnMut(&str) + Send,
     ) -> Result<String, DockerError> {
@@ -176,7 +175,6 @@ impl Engine {
                 .t(tag)
                 .rm(true)
                 .forcerm(true)
-                .labels(image_labels)
                 .buildargs(build_args)
                 .build();
             let file = tokio::fs::File::open(context).await.map_err(|e| DockerError::Other(e.to_string()))?;
@@ -187,7 +185,7 @@ impl Engine {
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(BuildInfo { stream: Some(text), .. }) => {
-                            for line in text.lines() {
+                            for line in text.lines().filter(|l| !l.trim().is_empty()) {
                                 log(line);
                                 if !line.trim().is_empty() {
                                     last_lines.push(line.to_string());

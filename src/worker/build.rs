@@ -132,8 +132,14 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
         Err(RuntimeImageError::Docker(e)) => return Err(e.into()),
         Err(RuntimeImageError::Io(e)) => return Err(fail("internal", e.to_string()).into()),
     };
+    let object_labels = labels::for_row(&daemon.daemon_id, id.as_str(), id.as_str());
+    let build_args: HashMap<String, String> = dockerfile::FORWARDED_BUILD_ARGS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let arg_names: Vec<&str> = dockerfile::FORWARDED_BUILD_ARGS.into_iter().filter(|k| build_args.contains_key(*k)).collect();
     let text = match settings.custom_dockerfile() {
-        None => dockerfile::default_workspace(&runtime),
+        None => dockerfile::default_workspace(&runtime, &arg_names, &object_labels),
         Some(path) => {
             let rel = crate::workspace::paths::safe_relative(std::path::Path::new(path))
                 .ok_or_else(|| fail("dockerfile_not_found", format!("dockerfile `{path}` is outside the workspace")))?;
@@ -141,7 +147,7 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
                 .await
                 .map_err(|e| fail("dockerfile_not_found", format!("dockerfile `{path}`: {e}")))?;
             log.note(&format!("using the project's Dockerfile `{path}`"));
-            dockerfile::user_workspace(&user, &runtime)
+            dockerfile::user_workspace(&user, &runtime, &object_labels)
         }
     };
 
@@ -154,15 +160,10 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
             .map_err(|e| fail("internal", e.to_string()))??;
     }
     let tag = image_tag(id);
-    let object_labels = labels::for_row(&daemon.daemon_id, id.as_str(), id.as_str());
-    let build_args: HashMap<String, String> = dockerfile::FORWARDED_BUILD_ARGS
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
     log.note(&format!("building {tag}"));
     let image_id = daemon
         .engine
-        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &tag, &object_labels, &build_args, |line| log.line(line))
+        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &tag, &build_args, |line| log.line(line))
         .await?;
     drop(ctx);
 
