@@ -29,8 +29,10 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon on the real Docker engine.
     pub async fn start(extra: &[&str]) -> Daemon {
-        let mut args = vec!["--base-image-template".to_string(), base_template()];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.contains(&"--base-image-template") {
+            args.extend(["--base-image-template".to_string(), base_template()]);
+        }
         Self::start_with(args).await
     }
 
