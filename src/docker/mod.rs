@@ -224,9 +224,11 @@ impl Engine {
     }
 
     /// Remove an image; a missing image is not an error. `force` also untags it from other names.
+    /// Untagged parents are never pruned: they are the layer cache other workspaces share, and a
+    /// concurrent build may be committing on top of one right now.
     pub async fn remove_image(&self, name: &str, force: bool) -> Result<(), DockerError> {
         let result = async {
-            let options = RemoveImageOptionsBuilder::default().force(force).noprune(false).build();
+            let options = RemoveImageOptionsBuilder::default().force(force).noprune(true).build();
             match self.client().await?.remove_image(name, Some(options), None).await {
                 Ok(_) => Ok(()),
                 Err(e) => match DockerError::from(e) {

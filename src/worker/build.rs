@@ -175,9 +175,12 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
     let change = WorkspaceChange::Activate { image_id: image_id.clone(), image_tag: tag, network_id };
     daemon.store.transition_workspace(id, State::Pending, change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
-    if let Some(old) = row.image_id.filter(|old| *old != image_id) {
-        if let Err(e) = daemon.engine.remove_image(&old, false).await {
-            tracing::info!(%id, "previous image {old} stays for now: {e}");
+    // Images of earlier builds (an update, or a build a crash interrupted) are no longer needed.
+    if let Ok(images) = daemon.engine.own_images(&[(labels::ID, id.as_str())]).await {
+        for old in images.into_iter().filter(|i| i.docker_id != image_id) {
+            if let Err(e) = daemon.engine.remove_image(&old.docker_id, false).await {
+                tracing::info!(%id, "previous image {} stays for now: {e}", old.docker_id);
+            }
         }
     }
     Ok(())
