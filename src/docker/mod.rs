@@ -63,6 +63,15 @@ impl From<BollardError> for DockerError {
     }
 }
 
+/// A call whose "not found" answer is a normal outcome: `Ok(None)`.
+fn found<T>(result: Result<T, BollardError>) -> Result<Option<T>, DockerError> {
+    match result.map_err(DockerError::from) {
+        Ok(value) => Ok(Some(value)),
+        Err(DockerError::NotFound(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
 /// What the engine says about itself.
 #[derive(Debug, Clone)]
 pub struct EngineInfo {
@@ -146,13 +155,7 @@ impl Engine {
     /// The id of an image (by name, tag or id), or `None` if the engine has no such image.
     pub async fn image_id(&self, name: &str) -> Result<Option<String>, DockerError> {
         let result = async {
-            match self.client().await?.inspect_image(name).await {
-                Ok(image) => Ok(image.id),
-                Err(e) => match DockerError::from(e) {
-                    DockerError::NotFound(_) => Ok(None),
-                    other => Err(other),
-                },
-            }
+            Ok(found(self.client().await?.inspect_image(name).await)?.and_then(|image| image.id))
         }
         .await;
         self.reset_on(result).await
@@ -229,13 +232,7 @@ impl Engine {
     pub async fn remove_image(&self, name: &str, force: bool) -> Result<(), DockerError> {
         let result = async {
             let options = RemoveImageOptionsBuilder::default().force(force).noprune(true).build();
-            match self.client().await?.remove_image(name, Some(options), None).await {
-                Ok(_) => Ok(()),
-                Err(e) => match DockerError::from(e) {
-                    DockerError::NotFound(_) => Ok(()),
-                    other => Err(other),
-                },
-            }
+            found(self.client().await?.remove_image(name, Some(options), None).await).map(drop)
         }
         .await;
         self.reset_on(result).await
@@ -287,13 +284,7 @@ impl Engine {
     /// Remove a network by name or id; a missing network is not an error.
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
         let result = async {
-            match self.client().await?.remove_network(name).await {
-                Ok(()) => Ok(()),
-                Err(e) => match DockerError::from(e) {
-                    DockerError::NotFound(_) => Ok(()),
-                    other => Err(other),
-                },
-            }
+            found(self.client().await?.remove_network(name).await).map(drop)
         }
         .await;
         self.reset_on(result).await
@@ -363,13 +354,7 @@ impl Engine {
     pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         let result = async {
             let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
-            match self.client().await?.remove_container(id, Some(options)).await {
-                Ok(()) => Ok(()),
-                Err(e) => match DockerError::from(e) {
-                    DockerError::NotFound(_) => Ok(()),
-                    other => Err(other),
-                },
-            }
+            found(self.client().await?.remove_container(id, Some(options)).await).map(drop)
         }
         .await;
         self.reset_on(result).await

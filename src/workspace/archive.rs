@@ -125,13 +125,13 @@ fn unpack_tar(reader: impl Read, name: &str, dest: &Path, budget: &mut Budget) -
             EntryType::Regular | EntryType::Continuous => {
                 let size = entry.header().size().map_err(|e| invalid(name, e))?;
                 budget.take_file(size)?;
-                let target = prepare_parent(dest, &rel)?;
+                let target = prepare_parent(dest, &rel, name)?;
                 budget.copy(&mut entry, size, &target)?;
                 set_mode(&target, entry.header().mode().unwrap_or(0o644))?;
             }
             EntryType::Directory => {
                 budget.take_file(0)?;
-                std::fs::create_dir_all(inside(dest, &rel)?)?;
+                std::fs::create_dir_all(inside(dest, &rel, name)?)?;
             }
             EntryType::Symlink => {
                 let target = entry.link_name().map_err(|e| invalid(name, e))?.map(|t| t.into_owned());
@@ -146,12 +146,12 @@ fn unpack_tar(reader: impl Read, name: &str, dest: &Path, budget: &mut Budget) -
                     .as_deref()
                     .and_then(safe_relative)
                     .ok_or_else(|| UnpackError::UnsafeLink { archive: name.into(), entry: shown.clone() })?;
-                let from = inside(dest, &source)?;
+                let from = inside(dest, &source, name)?;
                 let size = std::fs::symlink_metadata(&from)
                     .map_err(|_| invalid(name, format!("hard link `{shown}` names a file the archive does not hold")))?
                     .len();
                 budget.take_file(size)?;
-                let target = prepare_parent(dest, &rel)?;
+                let target = prepare_parent(dest, &rel, name)?;
                 std::fs::copy(&from, &target)?;
             }
             EntryType::Char => return Err(unsafe_entry(name, shown, "character device")),
@@ -184,7 +184,7 @@ fn unpack_zip(file: File, name: &str, dest: &Path, budget: &mut Budget) -> Resul
         }
         if entry.is_dir() {
             budget.take_file(0)?;
-            std::fs::create_dir_all(inside(dest, &rel)?)?;
+            std::fs::create_dir_all(inside(dest, &rel, name)?)?;
         } else if entry.is_symlink() {
             let mut target = String::new();
             entry.by_ref().take(4096).read_to_string(&mut target).map_err(|e| invalid(name, e))?;
@@ -193,7 +193,7 @@ fn unpack_zip(file: File, name: &str, dest: &Path, budget: &mut Budget) -> Resul
         } else {
             let size = entry.size();
             budget.take_file(size)?;
-            let target = prepare_parent(dest, &rel)?;
+            let target = prepare_parent(dest, &rel, name)?;
             budget.copy(&mut entry, size, &target).map_err(|e| match e {
                 UnpackError::Io(io) => invalid(name, io),
                 other => other,
@@ -211,7 +211,7 @@ fn unsafe_entry(archive: &str, entry: String, kind: &'static str) -> UnpackError
 }
 
 /// `dest/rel`, refusing to go through a symlink that leaves `dest` (an earlier entry may be a link).
-fn inside(dest: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
+fn inside(dest: &Path, rel: &Path, archive: &str) -> Result<PathBuf, UnpackError> {
     let path = dest.join(rel);
     let mut probe = dest.to_path_buf();
     for component in rel.components() {
@@ -220,7 +220,7 @@ fn inside(dest: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
             if meta.file_type().is_symlink() {
                 let real = probe.canonicalize().unwrap_or_else(|_| probe.clone());
                 if !real.starts_with(dest.canonicalize()?) {
-                    return Err(UnpackError::UnsafeLink { archive: String::new(), entry: rel.display().to_string() });
+                    return Err(UnpackError::UnsafeLink { archive: archive.into(), entry: rel.display().to_string() });
                 }
             }
         }
@@ -229,8 +229,8 @@ fn inside(dest: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
 }
 
 /// Create the parent directories of `dest/rel` and clear whatever sits at `dest/rel` (a later entry wins).
-fn prepare_parent(dest: &Path, rel: &Path) -> Result<PathBuf, UnpackError> {
-    let path = inside(dest, rel)?;
+fn prepare_parent(dest: &Path, rel: &Path, archive: &str) -> Result<PathBuf, UnpackError> {
+    let path = inside(dest, rel, archive)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -248,7 +248,7 @@ fn make_symlink(dest: &Path, rel: &Path, target: &Path, archive: &str, shown: &s
     if link_destination(rel, target).is_none() {
         return Err(UnpackError::UnsafeLink { archive: archive.into(), entry: shown.into() });
     }
-    let path = prepare_parent(dest, rel)?;
+    let path = prepare_parent(dest, rel, archive)?;
     std::os::unix::fs::symlink(target, path)?;
     Ok(())
 }

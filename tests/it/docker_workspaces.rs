@@ -121,7 +121,8 @@ async fn workspace_life_cycle_on_real_docker() {
 async fn failed_builds_say_why() {
     let daemon = Daemon::start(&[]).await;
     let base = crate::common::base_template().replace("{python}", "3.11");
-    let cases: Vec<(Vec<(&str, Vec<u8>)>, &str, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, Vec<u8>)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![(".jinad", b"python = 3.11\ngpu = yes\n".to_vec())], "invalid_jinad", "unknown setting `gpu`"),
         (vec![(".jinad", b"python = three\n".to_vec())], "invalid_jinad", "line 1"),
         (vec![("requirements.txt", b"./wheels/missing-1.0-py3-none-any.whl\n".to_vec())], "invalid_requirements", "missing-1.0"),
