@@ -8,7 +8,8 @@ pub const ID: &str = "jinad.id";
 pub const WORKSPACE: &str = "jinad.workspace";
 /// The daemon that created it: a daemon only ever reconciles or removes its own objects.
 pub const DAEMON: &str = "jinad.daemon";
-/// `runtime` for the shared runtime images (no row of their own).
+/// `runtime` for the shared runtime images (no row of their own), `workspace` for workspace images
+/// (which would otherwise inherit `runtime` from their parent).
 pub const ROLE: &str = "jinad.role";
 
 pub fn for_row(daemon_id: &str, row_id: &str, workspace_id: &str) -> HashMap<String, String> {
@@ -17,6 +18,7 @@ pub fn for_row(daemon_id: &str, row_id: &str, workspace_id: &str) -> HashMap<Str
         (ID.to_string(), row_id.to_string()),
         (WORKSPACE.to_string(), workspace_id.to_string()),
         (DAEMON.to_string(), daemon_id.to_string()),
+        (ROLE.to_string(), "workspace".to_string()),
     ])
 }
 

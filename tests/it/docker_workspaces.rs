@@ -68,6 +68,7 @@ async fn workspace_life_cycle_on_real_docker() {
     assert_eq!(labels.get("jinad.id"), Some(&first));
     assert_eq!(labels.get("jinad.workspace"), Some(&first));
     assert_eq!(labels.get("jinad.daemon"), Some(&daemon_id));
+    assert_eq!(labels.get("jinad.role").map(String::as_str), Some("workspace"), "not the runtime label it would inherit");
     let net = network_labels(&docker, &first).await.expect("network exists");
     assert_eq!(net.get("jinad.id"), Some(&first));
     assert_eq!(net.get("jinad.daemon"), Some(&daemon_id));
