@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::build_log::BuildLog;
 use crate::daemon::Daemon;
 use crate::docker::{labels, DockerError};
+use crate::ids::{Kind, ObjectId};
 use crate::state::State;
 use crate::store::WorkspaceChange;
 
@@ -68,9 +69,10 @@ pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
     }
     for image in engine.own_images(&[]).await? {
         let Some(row_id) = image.row_id() else { continue };
-        let stale = match crate::worker::workspace_id(row_id) {
-            None => true,
-            Some(id) => match store.get_workspace(&id).await {
+        let stale = match ObjectId::parse(Kind::Workspace, row_id) {
+            // Only workspaces own images; leave anything else to whoever made it.
+            Err(_) => false,
+            Ok(id) => match store.get_workspace(&id).await {
                 Err(crate::store::StoreError::NotFound(_)) => true,
                 Err(e) => return Err(e.into()),
                 Ok(row) => {

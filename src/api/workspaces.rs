@@ -209,7 +209,7 @@ pub async fn list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<Workspace
         (status = 200, description = "The workspace", body = WorkspaceView),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
-#[get("/workspaces/<id>", rank = 2)]
+#[get("/workspaces/<id>")]
 pub async fn get_one(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<WorkspaceView>> {
     let id = parse_id(id)?;
     Ok(Json(daemon.store.get_workspace(&id).await?.into()))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::daemon::Daemon;
-use crate::ids::{Kind, ObjectId};
+use crate::ids::ObjectId;
 use crate::state::State;
 use crate::store::WorkspaceChange;
 
@@ -111,9 +111,4 @@ async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State) -> Outcome {
             }
         }
     }
-}
-
-/// Parse a row id the scheduler found (always a workspace for now).
-pub fn workspace_id(text: &str) -> Option<ObjectId> {
-    ObjectId::parse(Kind::Workspace, text).ok()
 }
