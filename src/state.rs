@@ -19,8 +19,6 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 4] = [State::Pending, State::Active, State::Failed, State::Deleting];
-
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "PENDING",

@@ -105,10 +105,6 @@ impl Engine {
         Engine { address, client: Mutex::new(None), daemon_id }
     }
 
-    pub fn daemon_id(&self) -> &str {
-        &self.daemon_id
-    }
-
     async fn client(&self) -> Result<Docker, DockerError> {
         let mut guard = self.client.lock().await;
         if let Some(client) = guard.as_ref() {
