@@ -94,7 +94,7 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
     if row.state != State::Pending {
         return Err(Stop::Gone);
     }
-    let root = daemon.config.workspaces_dir().join(id.as_str());
+    let root = crate::workspace::dir(daemon, id);
     log.note(&format!("build #{} of {id}", row.builds + 1));
 
     // 1. The project's settings.

@@ -26,7 +26,7 @@ async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), String> {
     for image in engine.own_images(&[(labels::ID, id.as_str())]).await.map_err(docker)? {
         engine.remove_image(&image.docker_id, true).await.map_err(docker)?;
     }
-    let dir = daemon.config.workspaces_dir().join(id.as_str());
+    let dir = crate::workspace::dir(daemon, id);
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -113,8 +113,7 @@ async fn workspace_life_cycle_on_real_docker() {
     assert!(image_labels(&docker, image2).await.is_some(), "the other workspace's image stays");
     assert!(network_labels(&docker, &second).await.is_some(), "the other workspace's network stays");
 
-    daemon.delete(&format!("/workspaces/{second}")).await;
-    daemon.wait_gone(&second, Duration::from_secs(60)).await;
+    daemon.remove(&second).await;
     assert!(network_labels(&docker, &second).await.is_none());
 }
 
@@ -158,8 +157,7 @@ async fn failed_builds_say_why() {
     let view = daemon.wait_for(&ids[0], &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await;
     assert_eq!((view["state"].as_str(), view["error_code"].as_str()), (Some("ACTIVE"), None), "{view}");
     for id in ids {
-        daemon.delete(&format!("/workspaces/{id}")).await;
-        daemon.wait_gone(&id, Duration::from_secs(60)).await;
+        daemon.remove(&id).await;
     }
 }
 
@@ -191,8 +189,7 @@ async fn project_dockerfile_gets_the_runtime_added() {
     assert!(out.contains("custom-step") && out.contains("print('custom')") && out.contains("jinad "), "{out}");
     let labels = image_labels(&docker().await, view["image_id"].as_str().unwrap()).await.unwrap();
     assert_eq!(labels.get("jinad.id"), Some(&id));
-    daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.wait_gone(&id, Duration::from_secs(60)).await;
+    daemon.remove(&id).await;
 }
 
 #[tokio::test]
@@ -206,6 +203,5 @@ async fn build_log_can_be_followed() {
     let view = daemon.wait_for(&id, &["ACTIVE", "FAILED"], Duration::from_secs(5)).await;
     assert_eq!(view["state"], "ACTIVE");
     assert!(streamed.contains("[jinad] build #1") && streamed.contains("[jinad] ACTIVE"), "{streamed}");
-    daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.wait_gone(&id, Duration::from_secs(60)).await;
+    daemon.remove(&id).await;
 }

@@ -24,6 +24,13 @@ async fn images_of(docker: &bollard::Docker, workspace: &str) -> Vec<String> {
     docker.list_images(Some(options)).await.unwrap().into_iter().map(|i| i.id).collect()
 }
 
+/// Delete the workspace and check that Docker holds nothing of it any more.
+async fn remove_and_check(daemon: &Daemon, docker: &bollard::Docker, id: &str) {
+    daemon.remove(id).await;
+    assert!(images_of(docker, id).await.is_empty());
+    assert!(networks_of(docker, id).await.is_empty());
+}
+
 async fn networks_of(docker: &bollard::Docker, workspace: &str) -> Vec<String> {
     let options = ListNetworksOptionsBuilder::default().filters(&label_filter(&[("jinad.id", workspace)])).build();
     docker.list_networks(Some(options)).await.unwrap().into_iter().filter_map(|n| n.id).collect()
@@ -58,10 +65,7 @@ async fn kill_9_mid_build_then_restart_ends_settled_without_orphans() {
     assert_eq!(images_of(&docker, &id).await, vec![view["image_id"].as_str().unwrap().to_string()]);
     assert_eq!(networks_of(&docker, &id).await, vec![view["network_id"].as_str().unwrap().to_string()]);
 
-    daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.wait_gone(&id, Duration::from_secs(60)).await;
-    assert!(images_of(&docker, &id).await.is_empty());
-    assert!(networks_of(&docker, &id).await.is_empty());
+    remove_and_check(&daemon, &docker, &id).await;
 }
 
 #[tokio::test]
@@ -71,8 +75,7 @@ async fn kill_9_during_delete_then_restart_finishes_it() {
     let id = daemon.create(&[("app.py", b"print(1)\n".to_vec())]).await;
     daemon.wait_for(&id, &["ACTIVE"], BUILD_TIMEOUT).await;
     daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.kill9();
-    daemon.restart();
+    daemon.restart(); // kill -9, then start again
     daemon.wait_gone(&id, Duration::from_secs(60)).await;
     assert!(images_of(&docker, &id).await.is_empty());
     assert!(networks_of(&docker, &id).await.is_empty());
@@ -140,8 +143,7 @@ async fn vanished_image_is_rebuilt_after_restart() {
     assert_eq!(view["state"], "ACTIVE", "{view}");
     assert!(image_labels(&docker, view["image_id"].as_str().unwrap()).await.is_some());
     assert!(daemon.text(&format!("/workspaces/{id}/logs")).await.contains("build #2"));
-    daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.wait_gone(&id, Duration::from_secs(60)).await;
+    daemon.remove(&id).await;
 }
 
 #[tokio::test]
@@ -154,6 +156,5 @@ async fn pending_work_resumes_when_docker_comes_back() {
     daemon.restart();
     let view = daemon.wait_for(&id, &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await;
     assert_eq!(view["state"], "ACTIVE", "{view}");
-    daemon.delete(&format!("/workspaces/{id}")).await;
-    daemon.wait_gone(&id, Duration::from_secs(60)).await;
+    daemon.remove(&id).await;
 }

@@ -174,6 +174,13 @@ impl Daemon {
         }
     }
 
+    /// `DELETE /workspaces/{id}` and wait until the row is gone.
+    pub async fn remove(&self, id: &str) {
+        let (status, body) = self.delete(&format!("/workspaces/{id}")).await;
+        assert_eq!(status, 202, "{body}");
+        self.wait_gone(id, Duration::from_secs(60)).await;
+    }
+
     pub async fn daemon_id(&self) -> String {
         self.get("/status").await.1["daemon_id"].as_str().expect("daemon_id").to_string()
     }
