@@ -18,6 +18,16 @@ pub enum Command {
     Serve(Config),
     /// Print the OpenAPI document of the daemon's REST API (what openapi/openapi.json holds).
     Openapi,
+    /// Run a Flow YAML locally: every pod in this process, behind an HTTP gateway. No daemon, no Docker.
+    Flow(crate::runtime::roles::FlowArgs),
+    /// Run one pod (head, shards × replicas, tail) in this process, wired by addresses.
+    Pod(crate::runtime::roles::PodArgs),
+    /// Run one pea (a pod without replicas or shards).
+    Pea(crate::runtime::roles::PodArgs),
+    /// Run the HTTP gateway alone, in front of pods that run elsewhere.
+    Gateway(crate::runtime::roles::GatewayArgs),
+    /// Measure the runtime against the figures of DESIGN.md §4 and print one table.
+    Bench(crate::runtime::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

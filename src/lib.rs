@@ -10,6 +10,7 @@ pub mod docker;
 pub mod error;
 pub mod ids;
 pub mod reconcile;
+pub mod runtime;
 pub mod serve;
 pub mod state;
 pub mod store;

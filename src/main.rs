@@ -3,10 +3,17 @@ use jinad::config::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Openapi) {
+        init_tracing();
+    }
     match cli.command {
         Command::Openapi => println!("{}", jinad::api::openapi::json()),
+        Command::Flow(args) => role(jinad::runtime::roles::flow(args)),
+        Command::Pod(args) => role(jinad::runtime::roles::pod(args)),
+        Command::Pea(args) => role(jinad::runtime::roles::pea(args)),
+        Command::Gateway(args) => role(jinad::runtime::roles::gateway(args)),
+        Command::Bench(args) => role(jinad::runtime::bench::run(args)),
         Command::Serve(config) => {
-            init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => exit(&format!("cannot start the async runtime: {e}")),
@@ -15,6 +22,12 @@ fn main() {
                 exit(&e);
             }
         }
+    }
+}
+
+fn role(outcome: Result<(), String>) {
+    if let Err(e) = outcome {
+        exit(&e);
     }
 }
 

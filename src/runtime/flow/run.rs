@@ -1,0 +1,113 @@
+//! Runs a whole Flow in this process: every pea, head and tail is a thread with its own ZeroMQ
+//! sockets (loopback TCP, or `inproc`), the gateway is an HTTP server on the tokio runtime.
+//! Start order is downstream first, so every node's outputs exist when it starts; stop order is
+//! gateway first, then pods from the entry down, so executors `close()` (and persist) last.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::spec::FlowSpec;
+use crate::runtime::gateway::{self, Dispatcher, GatewayPlan};
+use crate::runtime::pod::{self, Output, RunningPod, Transport};
+
+/// How long every pea has to answer `status` after the Flow started it.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct RunningFlow {
+    pub spec: FlowSpec,
+    pub dispatcher: Arc<Dispatcher>,
+    /// Indexed like `spec.pods`.
+    pods: Vec<Option<RunningPod>>,
+}
+
+impl RunningFlow {
+    pub fn start(spec: FlowSpec, transport: Transport) -> Result<Self, String> {
+        let (returns, reply_to) = Dispatcher::bind_returns(&transport.local_addr()).map_err(|e| e.to_string())?;
+        let mut pods: Vec<Option<RunningPod>> = spec.pods.iter().map(|_| None).collect();
+        let mut flow_err = None;
+        for &i in spec.order.iter().rev() {
+            let outputs: Vec<Output> = match spec.consumers(i) {
+                consumers if consumers.is_empty() => vec![Output { name: "gateway".into(), addr: reply_to.clone() }],
+                consumers => consumers
+                    .iter()
+                    .filter_map(|&j| pods[j].as_ref().map(|p| Output { name: spec.pods[j].name.clone(), addr: p.in_addr.clone() }))
+                    .collect(),
+            };
+            match pod::start(&spec.pods[i], &transport.local_addr(), &transport.local_addr(), transport, &outputs) {
+                Ok(running) => pods[i] = Some(running),
+                Err(e) => {
+                    flow_err = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let started = |pods: Vec<Option<RunningPod>>| pods.into_iter().flatten().collect::<Vec<_>>();
+        if let Some(e) = flow_err {
+            stop_pods(started(pods));
+            return Err(e);
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let not_ready = pods.iter().flatten().find_map(|p| p.wait_ready(deadline).err().map(|e| format!("pod {} did not get ready: {e}", p.name)));
+        if let Some(e) = not_ready {
+            stop_pods(started(pods));
+            return Err(e);
+        }
+        let plan = GatewayPlan {
+            entries: spec
+                .entries()
+                .into_iter()
+                .filter_map(|i| pods[i].as_ref().map(|p| (spec.pods[i].name.clone(), p.in_addr.clone())))
+                .collect(),
+            leaves: spec.leaves().len(),
+            peas: pods.iter().flatten().flat_map(|p| p.nodes.clone()).collect(),
+            timeout: spec.timeout,
+        };
+        let dispatcher = match Dispatcher::start(plan, returns, reply_to) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                stop_pods(started(pods));
+                return Err(e.to_string());
+            }
+        };
+        dispatcher.set_ready(true);
+        Ok(RunningFlow { spec, dispatcher, pods })
+    }
+
+    /// Serves HTTP until Ctrl-C / SIGTERM, then stops everything. `announce` gets the gateway's URL.
+    pub async fn serve(self, announce: impl Fn(&str) + Send + Sync + 'static) -> Result<(), String> {
+        let rocket = gateway::http::rocket(self.dispatcher.clone(), self.spec.host, self.spec.port).attach(
+            rocket::fairing::AdHoc::on_liftoff("announce", move |r| {
+                let url = format!("http://{}:{}", r.config().address, r.config().port);
+                announce(&url);
+                Box::pin(async {})
+            }),
+        );
+        let served = rocket.launch().await.map(|_| ()).map_err(|e| format!("the gateway stopped: {e}"));
+        let problems = tokio::task::spawn_blocking(move || self.stop()).await.unwrap_or_default();
+        for p in &problems {
+            warn!("while stopping: {p}");
+        }
+        served
+    }
+
+    /// Stops the gateway side and every pod; executors persist. Returns what went wrong.
+    pub fn stop(mut self) -> Vec<String> {
+        self.dispatcher.set_ready(false);
+        let mut ordered = Vec::new();
+        for &i in &self.spec.order {
+            if let Some(p) = self.pods[i].take() {
+                ordered.push(p);
+            }
+        }
+        let problems = stop_pods(ordered);
+        self.dispatcher.shutdown();
+        info!("flow stopped");
+        problems
+    }
+}
+
+fn stop_pods(pods: Vec<RunningPod>) -> Vec<String> {
+    pods.into_iter().flat_map(|p| p.stop(Duration::from_secs(10))).collect()
+}

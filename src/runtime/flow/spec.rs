@@ -1,0 +1,350 @@
+//! The Flow YAML: parsed strictly (unknown keys are errors, with their line), then checked as a
+//! whole (names, `uses`, `needs` as a DAG) with errors that name the field.
+//!
+//! ```yaml
+//! jtype: Flow
+//! version: '1'
+//! with: {port: 12345, host: 127.0.0.1, protocol: http, timeout_ms: 10000, workspace: ./workspace}
+//! executors:                 # alias: pods
+//!   - name: enc
+//!     uses: HashEncoder
+//!     with: {dim: 64}
+//!   - name: idx
+//!     uses: VectorIndexer
+//!     shards: 2              # alias: parallel
+//!     replicas: 1
+//!     polling: {/index: any, /search: all}
+//!     needs: [enc]           # default: the previous executor (the first: gateway)
+//!     env: {KEY: value}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::runtime::executor::ExecutorSpec;
+use crate::runtime::polling::{Polling, PollingSpec};
+use crate::runtime::pod::PodSpec;
+
+pub const MAX_PEAS_PER_POD: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowYaml {
+    jtype: Option<String>,
+    #[serde(default)]
+    version: Option<Value>,
+    #[serde(default)]
+    with: WithYaml,
+    #[serde(default, alias = "pods")]
+    executors: Vec<PodYaml>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithYaml {
+    #[serde(alias = "port_expose")]
+    port: Option<u16>,
+    host: Option<IpAddr>,
+    protocol: Option<String>,
+    timeout_ms: Option<u64>,
+    workspace: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PodYaml {
+    name: Option<String>,
+    uses: Option<String>,
+    #[serde(default)]
+    with: Map<String, Value>,
+    replicas: Option<usize>,
+    #[serde(alias = "parallel")]
+    shards: Option<usize>,
+    polling: Option<PollingSpec>,
+    needs: Option<Needs>,
+    #[serde(default)]
+    env: BTreeMap<String, Scalar>,
+    workspace: Option<PathBuf>,
+    host: Option<String>,
+    image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Needs {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Environment values may be written as numbers or booleans; they become strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Where a pod takes its input from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Gateway,
+    Pod(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowSpec {
+    pub host: IpAddr,
+    pub port: u16,
+    /// How long the gateway waits for a request before it answers with an error.
+    pub timeout: Duration,
+    pub workspace: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub pods: Vec<PodSpec>,
+    /// `needs[i]`: the inputs of pod `i`.
+    pub needs: Vec<Vec<Need>>,
+    /// Pods in an order where every pod comes after what it needs.
+    pub order: Vec<usize>,
+}
+
+/// A Flow YAML that cannot run; the message names the line or the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FlowError(pub String);
+
+impl FlowSpec {
+    pub fn load(path: &Path) -> Result<Self, FlowError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FlowError(format!("cannot read {}: {e}", path.display())))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))
+    }
+
+    /// Parses `text`; relative paths are taken from `base` (the YAML file's directory).
+    pub fn parse(text: &str, base: &Path) -> Result<Self, FlowError> {
+        let yaml: FlowYaml = yaml_serde::from_str(text).map_err(|e| FlowError(e.to_string()))?;
+        match yaml.jtype.as_deref() {
+            Some("Flow") => {}
+            Some(other) => return Err(FlowError(format!("jtype: expected `Flow`, got `{other}`"))),
+            None => return Err(FlowError("jtype: missing (write `jtype: Flow`)".into())),
+        }
+        if let Some(v) = &yaml.version {
+            let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            if v != "1" && v != "1.0" {
+                return Err(FlowError(format!("version: `{v}` is not supported (use '1')")));
+            }
+        }
+        if let Some(p) = yaml.with.protocol.as_deref() {
+            if !p.eq_ignore_ascii_case("http") {
+                return Err(FlowError(format!("with.protocol: `{p}` is not supported (only http)")));
+            }
+        }
+        if yaml.executors.is_empty() {
+            return Err(FlowError("executors: a Flow needs at least one executor".into()));
+        }
+        let workspace = base.join(yaml.with.workspace.unwrap_or_else(|| PathBuf::from("workspace")));
+        let env: BTreeMap<String, String> = yaml.with.env.into_iter().map(|(k, v)| (k, v.into_string())).collect();
+
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut pods = Vec::new();
+        let mut raw_needs = Vec::new();
+        for (i, pod) in yaml.executors.into_iter().enumerate() {
+            let name = pod.name.clone().unwrap_or_else(|| format!("pod{i}"));
+            let at = |field: &str| format!("executors[{i}] ({name}).{field}");
+            let err = |field: &str, message: String| FlowError(format!("{}: {message}", at(field)));
+            if !valid_name(&name) {
+                return Err(err("name", format!("`{name}` must start with a letter or `_` and hold only letters, digits, `_` and `-`")));
+            }
+            if name == "gateway" {
+                return Err(err("name", "`gateway` is reserved".into()));
+            }
+            if names.insert(name.clone(), i).is_some() {
+                return Err(err("name", format!("`{name}` is used twice")));
+            }
+            if let Some(host) = &pod.host {
+                return Err(err("host", format!("remote pods (`{host}`) are started through a jinad daemon; `jinad flow` runs pods locally only")));
+            }
+            let uses = pod.uses.unwrap_or_else(|| "Passthrough".to_string());
+            if uses.starts_with("docker://") || pod.image.is_some() {
+                return Err(err("uses", "pods in containers are started through a jinad daemon; `jinad flow` runs built-in executors locally".into()));
+            }
+            let executor = ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?;
+            let replicas = pod.replicas.unwrap_or(1);
+            let shards = pod.shards.unwrap_or(1);
+            for (field, n) in [("replicas", replicas), ("shards", shards)] {
+                if n == 0 || n > MAX_PEAS_PER_POD {
+                    return Err(err(field, format!("must be between 1 and {MAX_PEAS_PER_POD} (got {n})")));
+                }
+            }
+            if replicas * shards > MAX_PEAS_PER_POD {
+                return Err(err("replicas", format!("replicas × shards must be at most {MAX_PEAS_PER_POD}")));
+            }
+            if replicas > 1 && executor.stateful() {
+                return Err(err("replicas", format!("{uses} keeps state per shard: use `shards`, not `replicas`")));
+            }
+            let polling = Polling::from_spec(pod.polling).map_err(|m| err("polling", m))?;
+            let pod_workspace = match pod.workspace {
+                Some(w) => base.join(w),
+                None => workspace.join(&name),
+            };
+            let mut pod_env = env.clone();
+            pod_env.extend(pod.env.into_iter().map(|(k, v)| (k, v.into_string())));
+            raw_needs.push(match pod.needs {
+                None if i == 0 => vec!["gateway".to_string()],
+                None => vec![pods.last().map(|p: &PodSpec| p.name.clone()).unwrap_or_default()],
+                Some(Needs::One(n)) => vec![n],
+                Some(Needs::Many(list)) => list,
+            });
+            pods.push(PodSpec { name, executor, replicas, shards, polling, needs: 1, workspace: pod_workspace, env: pod_env });
+        }
+
+        let mut needs = Vec::new();
+        for (i, list) in raw_needs.iter().enumerate() {
+            let at = format!("executors[{i}] ({}).needs", pods[i].name);
+            if list.is_empty() {
+                return Err(FlowError(format!("{at}: must name at least one pod or `gateway`")));
+            }
+            let mut resolved = Vec::new();
+            for n in list {
+                let need = match n.as_str() {
+                    "gateway" => Need::Gateway,
+                    other => match names.get(other) {
+                        Some(&j) if j == i => return Err(FlowError(format!("{at}: a pod cannot need itself"))),
+                        Some(&j) => Need::Pod(j),
+                        None => return Err(FlowError(format!("{at}: no executor is named `{other}`"))),
+                    },
+                };
+                if resolved.contains(&need) {
+                    return Err(FlowError(format!("{at}: `{n}` is listed twice")));
+                }
+                resolved.push(need);
+            }
+            pods[i].needs = resolved.len();
+            needs.push(resolved);
+        }
+        let order = topological_order(&pods, &needs)?;
+        Ok(FlowSpec {
+            host: yaml.with.host.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port: yaml.with.port.unwrap_or(0),
+            timeout: Duration::from_millis(yaml.with.timeout_ms.unwrap_or(10_000).max(1)),
+            workspace,
+            env,
+            pods,
+            needs,
+            order,
+        })
+    }
+
+    /// The pods that take their input from the gateway.
+    pub fn entries(&self) -> Vec<usize> {
+        (0..self.pods.len()).filter(|&i| self.needs[i].contains(&Need::Gateway)).collect()
+    }
+
+    /// The pods no other pod needs: their output goes back to the gateway.
+    pub fn leaves(&self) -> Vec<usize> {
+        (0..self.pods.len()).filter(|&i| !self.needs.iter().any(|n| n.contains(&Need::Pod(i)))).collect()
+    }
+
+    /// The pods that need pod `i`.
+    pub fn consumers(&self, i: usize) -> Vec<usize> {
+        (0..self.pods.len()).filter(|&j| self.needs[j].contains(&Need::Pod(i))).collect()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 64
+}
+
+fn topological_order(pods: &[PodSpec], needs: &[Vec<Need>]) -> Result<Vec<usize>, FlowError> {
+    let n = pods.len();
+    let mut indegree: Vec<usize> = needs.iter().map(|l| l.iter().filter(|x| matches!(x, Need::Pod(_))).count()).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for j in 0..n {
+            if needs[j].contains(&Need::Pod(i)) {
+                indegree[j] -= 1;
+                if indegree[j] == 0 {
+                    ready.push(j);
+                }
+            }
+        }
+    }
+    if order.len() < n {
+        let cycle: Vec<&str> = (0..n).filter(|i| !order.contains(i)).map(|i| pods[i].name.as_str()).collect();
+        return Err(FlowError(format!("needs: the executors {} form a cycle", cycle.join(", "))));
+    }
+    // Every pod has needs; one that needs no pod needs the gateway, so all are reachable.
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FlowSpec, String> {
+        FlowSpec::parse(text, Path::new("/flows")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn chain_defaults_dag_and_aliases() {
+        let f = parse("jtype: Flow\nwith: {port_expose: 1234}\npods:\n  - name: a\n  - name: b\n    uses: HashEncoder\n    with: {dim: 8}\n  - name: c\n    needs: [a, b]\n    parallel: 2\n    uses: VectorIndexer\n").unwrap();
+        assert_eq!(f.port, 1234);
+        assert_eq!(f.needs[0], vec![Need::Gateway]);
+        assert_eq!(f.needs[1], vec![Need::Pod(0)]);
+        assert_eq!(f.needs[2], vec![Need::Pod(0), Need::Pod(1)]);
+        assert_eq!((f.pods[2].needs, f.pods[2].shards), (2, 2));
+        assert_eq!(f.entries(), [0]);
+        assert_eq!(f.leaves(), [2]);
+        assert_eq!(f.consumers(0), [1, 2]);
+        assert_eq!(f.pods[2].workspace, Path::new("/flows/workspace/c"));
+        let pos = |i| f.order.iter().position(|&x| x == i).unwrap();
+        assert!(pos(0) < pos(1) && pos(1) < pos(2));
+    }
+
+    #[test]
+    fn errors_name_the_line_or_field() {
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    usess: X\n").unwrap_err();
+        assert!(e.contains("usess") && e.contains("line 4"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    replicas: two\n").unwrap_err();
+        assert!(e.contains("line 4"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n    needs: [zz]\n").unwrap_err();
+        assert!(e.contains("executors[1] (b).needs") && e.contains("zz"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    needs: b\n  - name: b\n    needs: a\n").unwrap_err();
+        assert!(e.contains("cycle"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: Nope\n").unwrap_err();
+        assert!(e.contains("executors[0] (a).uses"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: HashEncoder\n    with: {dim: -1}\n").unwrap_err();
+        assert!(e.contains("executors[0] (a).with"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: VectorIndexer\n    replicas: 2\n").unwrap_err();
+        assert!(e.contains("shards"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n  - name: a\n").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        assert!(parse("executors:\n  - name: a\n").unwrap_err().contains("jtype"));
+        assert!(parse("jtype: Flow\nexecutors: []\n").unwrap_err().contains("at least one"));
+        assert!(parse("jtype: Flow\nexecutors:\n  - name: a\n    shards: 0\n").unwrap_err().contains("shards"));
+        assert!(parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: docker://x\n").unwrap_err().contains("uses"));
+    }
+}

@@ -1,0 +1,7 @@
+//! The gateway: HTTP in front of the pods ([`http`]) and the ZeroMQ side that sends requests in and
+//! collects the answers ([`dispatcher`]).
+
+pub mod dispatcher;
+pub mod http;
+
+pub use dispatcher::{Dispatcher, GatewayError, GatewayPlan};

@@ -1,0 +1,208 @@
+//! A pod: one executor, `shards` partitions × `replicas` copies. With one pea it is just that pea;
+//! with more it gets a head (distributes by polling) and a tail (collects and merges).
+//! Pea names: `pod`, or `pod/head`, `pod/tail`, `pod/shard-i`, `pod/rep-j`, `pod/shard-i/rep-j`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::executor::{ExecutorContext, ExecutorSpec};
+use super::join::Joiner;
+use super::message::ControlRequest;
+use super::node::{self, Node, Role};
+use super::polling::Polling;
+use super::sockets::{self, SocketError, Target};
+
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    pub name: String,
+    pub executor: ExecutorSpec,
+    pub replicas: usize,
+    pub shards: usize,
+    pub polling: Polling,
+    /// Parts each request arrives in: the number of the pod's `needs`.
+    pub needs: usize,
+    /// The pod's own directory; shard `i` of a sharded pod uses `shard-i` inside it.
+    pub workspace: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+/// How nodes inside one process reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Loopback TCP: what crosses processes and containers.
+    Tcp,
+    /// ZeroMQ's in-process transport: the same sockets and frames, no kernel round trip.
+    Inproc,
+}
+
+impl Transport {
+    pub fn local_addr(self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        match self {
+            Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+            Transport::Inproc => format!("inproc://jinad-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("pod `{pod}`: {source}")]
+    Socket { pod: String, source: SocketError },
+    #[error("pea `{pea}`: cannot start its executor: {message}")]
+    Executor { pea: String, message: String },
+    #[error("pea `{pea}`: cannot start a thread: {source}")]
+    Thread { pea: String, source: std::io::Error },
+}
+
+/// A downstream node, by name and input address.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub addr: String,
+}
+
+pub struct RunningPod {
+    pub name: String,
+    /// Where the pod takes requests (its head, or its only pea).
+    pub in_addr: String,
+    /// Every node's (name, control address), head first.
+    pub nodes: Vec<(String, String)>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl PodSpec {
+    pub fn pea_names(&self) -> Vec<(usize, usize, String)> {
+        let mut names = Vec::new();
+        for shard in 0..self.shards {
+            for replica in 0..self.replicas {
+                let name = match (self.shards, self.replicas) {
+                    (1, 1) => self.name.clone(),
+                    (1, _) => format!("{}/rep-{replica}", self.name),
+                    (_, 1) => format!("{}/shard-{shard}", self.name),
+                    _ => format!("{}/shard-{shard}/rep-{replica}", self.name),
+                };
+                names.push((shard, replica, name));
+            }
+        }
+        names
+    }
+
+    fn context(&self, name: &str, shard: usize, replica: usize) -> ExecutorContext {
+        ExecutorContext {
+            name: name.to_string(),
+            pod: self.name.clone(),
+            workspace: if self.shards > 1 { self.workspace.join(format!("shard-{shard}")) } else { self.workspace.clone() },
+            shard_id: shard,
+            shards: self.shards,
+            replica_id: replica,
+            env: self.env.clone(),
+        }
+    }
+}
+
+/// Binds every node of the pod (the entry on `in_addr`/`ctrl_addr`, inner nodes on `inner`),
+/// builds the executors and starts one thread per node.
+pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, outputs: &[Output]) -> Result<RunningPod, PodError> {
+    let sock = |source| PodError::Socket { pod: spec.name.clone(), source };
+    let connect = |outs: &[Output]| -> Result<Vec<Target>, PodError> {
+        outs.iter().map(|o| Target::connect(&o.name, &o.addr).map_err(sock)).collect()
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut control = Vec::new();
+    let peas = spec.pea_names();
+
+    let single = peas.len() == 1;
+    let pea_in: Vec<node::Bound> = peas
+        .iter()
+        .map(|_| if single { node::bind(in_addr, ctrl_addr) } else { node::bind(&inner.local_addr(), &inner.local_addr()) })
+        .collect::<Result<_, _>>()
+        .map_err(sock)?;
+
+    let tail_name = format!("{}/tail", spec.name);
+    let tail = if single { None } else { Some(node::bind(&inner.local_addr(), &inner.local_addr()).map_err(sock)?) };
+    let pea_outputs: Vec<Output> = match &tail {
+        Some(t) => vec![Output { name: tail_name.clone(), addr: t.in_addr.clone() }],
+        None => outputs.to_vec(),
+    };
+
+    let mut shard_targets: Vec<Vec<Target>> = (0..spec.shards).map(|_| Vec::new()).collect();
+    let mut pea_nodes = Vec::new();
+    for ((shard, replica, name), bound) in peas.iter().zip(pea_in) {
+        let executor = spec
+            .executor
+            .build(&spec.context(name, *shard, *replica))
+            .map_err(|message| PodError::Executor { pea: name.clone(), message })?;
+        if !single {
+            shard_targets[*shard].push(Target::connect(name, &bound.in_addr).map_err(sock)?);
+        }
+        control.push((name.clone(), bound.ctrl_addr.clone()));
+        // Inside a sharded pod the head joins the pod's `needs`; a lone pea joins them itself.
+        let needs = if single { spec.needs } else { 1 };
+        let role = Role::Pea { executor, pod: spec.name.clone(), outputs: connect(&pea_outputs)? };
+        pea_nodes.push(Node::new(name, role, bound).joining(needs));
+    }
+
+    let entry_addr: String;
+    if let Some(tail) = tail {
+        let head_name = format!("{}/head", spec.name);
+        let head = node::bind(in_addr, ctrl_addr).map_err(sock)?;
+        entry_addr = head.in_addr.clone();
+        // The head joins the pod's `needs` before it distributes: a pea behind a head sees whole requests.
+        let head_role = Role::Head {
+            polling: spec.polling.clone(),
+            next_replica: vec![0; spec.shards],
+            shards: shard_targets,
+            next_shard: spec.shards - 1,
+            tail: Target::connect(&tail_name, &tail.in_addr).map_err(sock)?,
+        };
+        control.insert(0, (head_name.clone(), head.ctrl_addr.clone()));
+        nodes.push(Node::new(&head_name, head_role, head).joining(spec.needs));
+        let tail_role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, joiner: Joiner::default(), outputs: connect(outputs)? };
+        control.push((tail_name.clone(), tail.ctrl_addr.clone()));
+        nodes.extend(pea_nodes);
+        nodes.push(Node::new(&tail_name, tail_role, tail));
+    } else {
+        entry_addr = pea_nodes.first().map(|n| n.in_addr().to_string()).unwrap_or_default();
+        nodes.extend(pea_nodes);
+    }
+
+    let mut handles = Vec::new();
+    for node in nodes {
+        let name = node.name.clone();
+        handles.push(node.spawn().map_err(|source| PodError::Thread { pea: name, source })?);
+    }
+    Ok(RunningPod { name: spec.name.clone(), in_addr: entry_addr, nodes: control, handles })
+}
+
+impl RunningPod {
+    /// Waits until every node answers `status` as ready.
+    pub fn wait_ready(&self, deadline: Instant) -> Result<(), SocketError> {
+        for (_, ctrl) in &self.nodes {
+            sockets::wait_ready(ctrl, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Terminates every node (head first, so nothing new reaches the peas), lets executors
+    /// persist, joins the threads. Returns what went wrong, by node.
+    pub fn stop(self, timeout: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, ctrl) in &self.nodes {
+            match sockets::control(ctrl, ControlRequest::Terminate, timeout) {
+                Ok(reply) if !reply.message.is_empty() => problems.push(format!("{name}: {}", reply.message)),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
+        }
+        for handle in self.handles {
+            if handle.join().is_err() {
+                problems.push(format!("pod {}: a node thread panicked", self.name));
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,300 @@
+//! The runtime's command-line roles: `jinad flow`, `jinad pod`, `jinad pea`, `jinad gateway`.
+//! Each prints one line when it is ready (the flow its URL, a pod/pea a JSON object with its
+//! addresses) and stops cleanly on Ctrl-C / SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Map, Value};
+
+use super::executor::ExecutorSpec;
+use super::flow::{FlowSpec, RunningFlow};
+use super::gateway::{self, Dispatcher, GatewayPlan};
+use super::message::{self, ControlReply, ControlRequest, Kind};
+use super::pod::{self, Output, PodSpec, Transport};
+use super::polling::{Polling, PollingSpec};
+use super::sockets;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    Tcp,
+    Inproc,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Inproc => Transport::Inproc,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FlowArgs {
+    /// The Flow YAML.
+    pub file: PathBuf,
+    /// Gateway port (overrides `with.port`; 0 = any free port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Gateway address (overrides `with.host`).
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// How the peas of this process talk: `inproc` (ZeroMQ in-process, fastest) or `tcp` (loopback).
+    #[arg(long, value_enum, default_value = "inproc")]
+    pub transport: TransportArg,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PodArgs {
+    #[arg(long)]
+    pub name: String,
+    /// A built-in executor: Passthrough, HashEncoder, VectorIndexer.
+    #[arg(long, default_value = "Passthrough")]
+    pub uses: String,
+    /// The executor's arguments, as a JSON object.
+    #[arg(long = "with", default_value = "{}")]
+    pub with_json: String,
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// `any`, `all`, or a JSON object such as `{"/search": "all", "*": "any"}`. Default: /index any, /search all.
+    #[arg(long)]
+    pub polling: Option<String>,
+    /// Parts each request arrives in (the number of the pod's `needs`).
+    #[arg(long, default_value_t = 1)]
+    pub needs: usize,
+    #[arg(long, default_value = "workspace")]
+    pub workspace: PathBuf,
+    /// Address to bind; in a container use 0.0.0.0.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port of the data input (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port_in: u16,
+    /// Port of the control socket (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port_ctrl: u16,
+    /// Where results go, `NAME=tcp://HOST:PORT`; repeat for several.
+    #[arg(long = "out", value_parser = named_addr)]
+    pub outputs: Vec<(String, String)>,
+    /// `KEY=VALUE`, set on this process for the executor.
+    #[arg(long = "env", value_parser = key_value)]
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// A pod the gateway sends requests to, `NAME=tcp://HOST:PORT`; repeat for several.
+    #[arg(long = "entry", value_parser = named_addr, required = true)]
+    pub entries: Vec<(String, String)>,
+    /// How many pods answer each request.
+    #[arg(long, default_value_t = 1)]
+    pub leaves: usize,
+    /// A pea's control address `NAME=tcp://HOST:PORT`: readiness waits for it; a timeout names it if silent.
+    #[arg(long = "pea", value_parser = named_addr)]
+    pub peas: Vec<(String, String)>,
+    /// Where answers come back (bind address; port 0 = any).
+    #[arg(long, default_value = "tcp://127.0.0.1:0")]
+    pub returns: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+fn named_addr(s: &str) -> Result<(String, String), String> {
+    let (name, addr) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected NAME=tcp://HOST:PORT"))?;
+    if !addr.starts_with("tcp://") && !addr.starts_with("inproc://") && !addr.starts_with("ipc://") {
+        return Err(format!("`{addr}`: expected tcp://HOST:PORT"));
+    }
+    Ok((name.to_string(), addr.to_string()))
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))
+}
+
+/// Set when SIGINT or SIGTERM arrives.
+fn stop_signal() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let Ok(mut term) = signal(SignalKind::terminate()) {
+                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+                } else {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        set.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+pub fn flow(args: FlowArgs) -> Result<(), String> {
+    let mut spec = FlowSpec::load(&args.file).map_err(|e| e.to_string())?;
+    if let Some(port) = args.port {
+        spec.port = port;
+    }
+    if let Some(host) = args.host {
+        spec.host = host;
+    }
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let flow = RunningFlow::start(spec, args.transport.into())?;
+    runtime.block_on(flow.serve(move |url| {
+        // Scripts, tests and `jinad bench` wait for this line.
+        println!("jinad flow ready: {url} ({} ms)", started.elapsed().as_millis());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }))
+}
+
+fn pod_spec(args: &PodArgs) -> Result<PodSpec, String> {
+    let with: Map<String, Value> = serde_json::from_str(&args.with_json).map_err(|e| format!("--with: {e}"))?;
+    let executor = ExecutorSpec::parse(&args.uses, &with)?;
+    let polling = match args.polling.as_deref() {
+        None => None,
+        Some(p @ ("any" | "all")) => Some(serde_json::from_value::<PollingSpec>(json!(p)).map_err(|e| e.to_string())?),
+        Some(p) => Some(serde_json::from_str::<PollingSpec>(p).map_err(|e| format!("--polling: {e}"))?),
+    };
+    if args.replicas == 0 || args.shards == 0 || args.replicas * args.shards > 64 {
+        return Err("--replicas and --shards must be at least 1, and their product at most 64".into());
+    }
+    if args.replicas > 1 && executor.stateful() {
+        return Err(format!("{} keeps state per shard: use --shards, not --replicas", args.uses));
+    }
+    if args.outputs.is_empty() {
+        return Err("at least one --out NAME=ADDR is needed".into());
+    }
+    Ok(PodSpec {
+        name: args.name.clone(),
+        executor,
+        replicas: args.replicas,
+        shards: args.shards,
+        polling: Polling::from_spec(polling)?,
+        needs: args.needs.max(1),
+        workspace: args.workspace.join(&args.name),
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+    })
+}
+
+/// `jinad pea`: a pod of exactly one pea.
+pub fn pea(args: PodArgs) -> Result<(), String> {
+    if args.replicas != 1 || args.shards != 1 {
+        return Err("a pea has no replicas or shards: use `jinad pod`".into());
+    }
+    pod(args)
+}
+
+/// `jinad pod`: every node of one pod in this process; a supervisor answers on the control port
+/// for the whole pod (`status`: ready when every node is; `terminate`: stops all, then exits).
+pub fn pod(args: PodArgs) -> Result<(), String> {
+    let spec = pod_spec(&args)?;
+    for (k, v) in &spec.env {
+        std::env::set_var(k, v);
+    }
+    let outputs: Vec<Output> = args.outputs.iter().map(|(name, addr)| Output { name: name.clone(), addr: addr.clone() }).collect();
+    let in_addr = format!("tcp://{}:{}", args.host, args.port_in);
+    let (ctrl, ctrl_addr) =
+        sockets::bind(zmq::REP, &format!("tcp://{}:{}", args.host, args.port_ctrl)).map_err(|e| e.to_string())?;
+    let stop = stop_signal();
+    let running = pod::start(&spec, &in_addr, &Transport::Inproc.local_addr(), Transport::Inproc, &outputs).map_err(|e| e.to_string())?;
+    running.wait_ready(Instant::now() + Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    println!("{}", json!({"name": spec.name, "in": running.in_addr, "ctrl": ctrl_addr, "peas": spec.pea_names().into_iter().map(|p| p.2).collect::<Vec<_>>()}));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let nodes = running.nodes.clone();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let readable = {
+            let mut items = [ctrl.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, 100).is_ok() && items[0].is_readable()
+        };
+        if !readable {
+            continue;
+        }
+        let Ok(frame) = ctrl.recv_bytes(0) else { continue };
+        let command = message::decode::<ControlRequest>(Kind::Control, &frame);
+        let mut reply = ControlReply { name: spec.name.clone(), role: "pod".into(), ..Default::default() };
+        let terminate = matches!(command, Ok(ControlRequest::Terminate));
+        match command {
+            Ok(ControlRequest::Status) => {
+                let mut ready = true;
+                for (_, addr) in &nodes {
+                    match sockets::control(addr, ControlRequest::Status, Duration::from_millis(500)) {
+                        Ok(r) => reply.processed += r.processed,
+                        Err(_) => ready = false,
+                    }
+                }
+                reply.ready = ready;
+            }
+            Ok(ControlRequest::Terminate) => {}
+            Err(e) => reply.message = format!("bad control request: {e}"),
+        }
+        if terminate {
+            reply.message = running.stop(Duration::from_secs(10)).join("; ");
+            if let Ok(bytes) = message::encode(Kind::ControlReply, &reply) {
+                let _ = ctrl.send(bytes, 0);
+            }
+            return Ok(());
+        }
+        if let Ok(bytes) = message::encode(Kind::ControlReply, &reply) {
+            let _ = ctrl.send(bytes, 0);
+        }
+    }
+    let problems = running.stop(Duration::from_secs(10));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// `jinad gateway`: the HTTP gateway alone, in front of pods running elsewhere.
+pub fn gateway(args: GatewayArgs) -> Result<(), String> {
+    let (returns, reply_to) = Dispatcher::bind_returns(&args.returns).map_err(|e| e.to_string())?;
+    let plan = GatewayPlan {
+        entries: args.entries.clone(),
+        leaves: args.leaves.max(1),
+        peas: args.peas.clone(),
+        timeout: Duration::from_millis(args.timeout_ms.max(1)),
+    };
+    let dispatcher = Arc::new(Dispatcher::start(plan, returns, reply_to).map_err(|e| e.to_string())?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let watcher = dispatcher.clone();
+    let peas = args.peas.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        if peas.iter().all(|(_, ctrl)| sockets::wait_ready(ctrl, deadline).is_ok()) {
+            watcher.set_ready(true);
+        }
+    });
+    let rocket = gateway::http::rocket(dispatcher.clone(), args.host, args.port).attach(rocket::fairing::AdHoc::on_liftoff(
+        "announce",
+        |r| {
+            println!("jinad gateway listening on http://{}:{}", r.config().address, r.config().port);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            Box::pin(async {})
+        },
+    ));
+    let served = runtime.block_on(rocket.launch()).map(|_| ()).map_err(|e| e.to_string());
+    dispatcher.shutdown();
+    served
+}
