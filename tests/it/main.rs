@@ -4,7 +4,9 @@ mod common;
 
 mod api;
 mod docker_workspaces;
+mod flows;
 mod openapi;
 mod restart;
+mod roles;
 mod store;
 mod uploads;

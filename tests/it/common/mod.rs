@@ -260,3 +260,4 @@ pub fn fixture(path: &str) -> Vec<u8> {
 }
 
 pub const WHEEL: &str = "wheels/jinad_fixture_tiny-0.1.0-py3-none-any.whl";
+pub mod flow;
