@@ -17,7 +17,11 @@ pub enum Command {
     /// Run the daemon: REST API, SQLite store, build workers and reconciliation.
     Serve(Config),
     /// Print the OpenAPI document of the daemon's REST API (what openapi/openapi.json holds).
-    Openapi,
+    Openapi {
+        /// Print the Flow gateway's API instead (what openapi/gateway.json holds).
+        #[arg(long)]
+        gateway: bool,
+    },
     /// Run a Flow YAML locally: every pod in this process, behind an HTTP gateway. No daemon, no Docker.
     Flow(crate::runtime::roles::FlowArgs),
     /// Run one pod (head, shards × replicas, tail) in this process, wired by addresses.

@@ -3,11 +3,12 @@ use jinad::config::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Openapi) {
+    if !matches!(cli.command, Command::Openapi { .. }) {
         init_tracing();
     }
     match cli.command {
-        Command::Openapi => println!("{}", jinad::api::openapi::json()),
+        Command::Openapi { gateway: false } => println!("{}", jinad::api::openapi::json()),
+        Command::Openapi { gateway: true } => println!("{}", jinad::runtime::gateway::http::openapi_json()),
         Command::Flow(args) => role(jinad::runtime::roles::flow(args)),
         Command::Pod(args) => role(jinad::runtime::roles::pod(args)),
         Command::Pea(args) => role(jinad::runtime::roles::pea(args)),

@@ -56,7 +56,7 @@ impl FlowProcess {
         let mut child = Command::new(exe)
             .args(["flow", "--port", "0", "--transport", transport])
             .arg(&file)
-            .env("JINAD_LOG", "warn")
+            .env("JINAD_LOG", "warn,rocket=off,_=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

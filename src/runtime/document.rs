@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One document. Every field is optional on the wire; empty fields are left out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Document {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -17,16 +17,22 @@ pub struct Document {
     pub uri: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub mime_type: String,
+    /// Any JSON object.
     #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub tags: Map<String, Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub embedding: Vec<f32>,
     /// Raw bytes: base64 text in JSON, a MessagePack `bin` between peas.
     #[serde(skip_serializing_if = "Vec::is_empty", with = "blob")]
+    #[schema(value_type = String, format = Byte, default = "")]
     pub blob: Vec<u8>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub chunks: Vec<Document>,
+    /// Filled by `/search`: the nearest documents, best first, each with `scores.cosine`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub matches: Vec<Document>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub scores: BTreeMap<String, f32>,

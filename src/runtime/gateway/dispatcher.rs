@@ -149,12 +149,20 @@ impl Dispatcher {
                 message: format!("{unreached} is not reachable"),
             });
         }
-        match rx.await {
-            Ok(mut answer) => match answer.error.take() {
+        // The collector drops expired requests; the extra second only guards against a collector that died.
+        let answer = match tokio::time::timeout(self.timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(answer)) => Some(answer),
+            _ => {
+                self.forget(&request_id);
+                None
+            }
+        };
+        match answer {
+            Some(mut answer) => match answer.error.take() {
                 Some(e) => Err(GatewayError::Pea { request_id, pea: e.pea, code: e.code, message: e.message }),
                 None => Ok(answer),
             },
-            Err(_) => {
+            None => {
                 let silent = self.silent_peas().await;
                 let mut message = format!("no answer within {} ms", self.timeout.as_millis());
                 if !silent.is_empty() {
