@@ -185,6 +185,7 @@ fn throughput(addr: &str, docs: usize, connections: usize, seconds: f64) -> Resu
 
 /// p50 and p99 in milliseconds of `n` sequential one-document requests on one connection.
 fn latency(addr: &str, endpoint: &str, n: usize) -> Result<(f64, f64), String> {
+    let n = n.max(1);
     let mut c = Client::connect(addr, "/post", &body(1, endpoint))?;
     for _ in 0..100.min(n) {
         c.call()?;
