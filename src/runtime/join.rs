@@ -50,7 +50,7 @@ impl Joiner {
 /// Merges parts of one request. Documents are matched by id, in the order of the first part;
 /// a document seen in several parts has its matches concatenated, then ranked by
 /// `parameters.metric` (default `cosine`) and cut to `parameters.top_k`. Documents only some parts
-/// carry are appended. The first error wins; routes are concatenated.
+/// carry are appended. The first error wins; routes are united in order.
 pub fn merge(mut parts: Vec<DataRequest>) -> DataRequest {
     if parts.len() == 1 {
         return parts.remove(0);
@@ -63,7 +63,12 @@ pub fn merge(mut parts: Vec<DataRequest>) -> DataRequest {
         if base.error.is_none() {
             base.error = part.error;
         }
-        base.routes.extend(part.routes);
+        // Routes shared by the parts (the path before the fork) are listed once.
+        for route in part.routes {
+            if !base.routes.contains(&route) {
+                base.routes.push(route);
+            }
+        }
         for doc in part.docs {
             match position.get(&doc.id) {
                 Some(&i) if !doc.id.is_empty() => {
@@ -123,11 +128,11 @@ mod tests {
         let mut b = part(&[]);
         b.docs[0].id = "other".into();
         b.fail("p/1", "executor_error", "boom");
-        a.routes.push("x".into());
-        b.routes.push("y".into());
+        a.routes = vec!["enc".into(), "x".into()];
+        b.routes = vec!["enc".into(), "y".into()];
         let merged = merge(vec![a, b]);
         assert_eq!(merged.docs.len(), 2);
         assert_eq!(merged.error.unwrap().pea, "p/1");
-        assert_eq!(merged.routes, ["x", "y"]);
+        assert_eq!(merged.routes, ["enc", "x", "y"]);
     }
 }
