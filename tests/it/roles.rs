@@ -64,21 +64,33 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
     panic!("the gateway never got ready");
 }
 
-#[tokio::test]
-async fn pod_and_gateway_processes_serve_and_a_killed_pea_gives_an_error_not_a_hang() {
+
+/// A `jinad pod`/`pea` process and a `jinad gateway` in front of it, ready. Bind every field:
+/// a field left to `..` is dropped at once (and the process with it).
+struct Behind {
+    pod: Proc,
+    _gateway: Proc,
+    url: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+async fn behind_gateway(kind: &str, name: &str, extra: &[&str], timeout_ms: u64) -> Behind {
     let dir = tempfile::tempdir().unwrap();
     let returns = free_port();
-    let (mut pod, addrs) = start_pod(
-        "pod",
-        "enc",
-        &["--uses", "HashEncoder", "--with", r#"{"dim": 4}"#, "--replicas", "2"],
-        &format!("tcp://127.0.0.1:{returns}"),
-        dir.path(),
-    );
-    assert_eq!(addrs["peas"], json!(["enc/rep-0", "enc/rep-1"]));
-    let (_gw, url) = gateway(addrs["in"].as_str().unwrap(), addrs["ctrl"].as_str().unwrap(), returns, 2000);
+    let (pod, addrs) = start_pod(kind, name, extra, &format!("tcp://127.0.0.1:{returns}"), dir.path());
+    let (gateway, url) = gateway(addrs["in"].as_str().unwrap(), addrs["ctrl"].as_str().unwrap(), returns, timeout_ms);
     let http = reqwest::Client::new();
     wait_ready(&http, &url).await;
+    Behind { pod, _gateway: gateway, url, dir, http }
+}
+
+#[tokio::test]
+async fn pod_and_gateway_processes_serve_and_a_killed_pea_gives_an_error_not_a_hang() {
+    let Behind { mut pod, _gateway: _gw, url, http, dir: _dir } =
+        behind_gateway("pod", "enc", &["--uses", "HashEncoder", "--with", r#"{"dim": 4}"#, "--replicas", "2"], 2000).await;
+    let status: Value = http.get(format!("{url}/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["ready"], true, "{status}");
 
     let answer: Value = http.post(format!("{url}/index")).json(&json!({"data": [{"text": "a b c"}]})).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(4), "{answer}");
@@ -135,18 +147,7 @@ async fn a_pea_that_dies_mid_chain_is_named_within_the_timeout() {
 
 #[tokio::test]
 async fn a_pod_process_persists_on_terminate() {
-    let dir = tempfile::tempdir().unwrap();
-    let returns = free_port();
-    let (mut pod, addrs) = start_pod(
-        "pod",
-        "idx",
-        &["--uses", "VectorIndexer", "--shards", "2"],
-        &format!("tcp://127.0.0.1:{returns}"),
-        dir.path(),
-    );
-    let (_gw, url) = gateway(addrs["in"].as_str().unwrap(), addrs["ctrl"].as_str().unwrap(), returns, 3000);
-    let http = reqwest::Client::new();
-    wait_ready(&http, &url).await;
+    let Behind { mut pod, _gateway: _gw, url, http, dir } = behind_gateway("pod", "idx", &["--uses", "VectorIndexer", "--shards", "2"], 3000).await;
     for i in 0..4 {
         let r = http.post(format!("{url}/index")).json(&json!({"data": [{"id": format!("d{i}"), "embedding": [1.0, i as f32]}]})).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -172,12 +173,7 @@ fn role_arguments_are_checked() {
 
 #[tokio::test]
 async fn a_frozen_pea_times_out_and_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let returns = free_port();
-    let (pea, addrs) = start_pod("pea", "slow", &[], &format!("tcp://127.0.0.1:{returns}"), dir.path());
-    let (_gw, url) = gateway(addrs["in"].as_str().unwrap(), addrs["ctrl"].as_str().unwrap(), returns, 1500);
-    let http = reqwest::Client::new();
-    wait_ready(&http, &url).await;
+    let Behind { pod: pea, _gateway: _gw, url, http, dir: _dir } = behind_gateway("pea", "slow", &[], 1500).await;
     // SIGSTOP: the connection stays up, so only the timeout can tell.
     signal(&pea.0, "STOP");
     let started = Instant::now();

@@ -141,45 +141,26 @@ async fn post(d: &State<Arc<Dispatcher>>, parsed: Body<'_, PostBody>) -> Reply {
     run(d, b.endpoint, b.data, b.parameters).await
 }
 
-/// `POST /post` with endpoint `/index`.
-#[utoipa::path(post, path = "/index", tag = "requests", request_body = CrudBody, responses(
-    (status = 200, description = "The documents after every executor", body = Answer),
-    (status = "4XX", description = "Bad request", body = ErrorBody),
-    (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
-#[post("/index", data = "<parsed>")]
-async fn index(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
-    crud(d, "/index", parsed).await
+/// `POST /<name>`: `POST /post` with that endpoint, one handler per route so each has its own
+/// OpenAPI operation.
+macro_rules! crud_route {
+    ($handler:ident, $path:literal, $what:literal) => {
+        #[doc = $what]
+        #[utoipa::path(post, path = $path, tag = "requests", request_body = CrudBody, responses(
+            (status = 200, description = "The documents after every executor", body = Answer),
+            (status = "4XX", description = "Bad request", body = ErrorBody),
+            (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
+        #[post($path, data = "<parsed>")]
+        async fn $handler(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
+            crud(d, $path, parsed).await
+        }
+    };
 }
 
-/// `POST /post` with endpoint `/search`: each document comes back with `matches`.
-#[utoipa::path(post, path = "/search", tag = "requests", request_body = CrudBody, responses(
-    (status = 200, description = "The query documents with their matches", body = Answer),
-    (status = "4XX", description = "Bad request", body = ErrorBody),
-    (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
-#[post("/search", data = "<parsed>")]
-async fn search(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
-    crud(d, "/search", parsed).await
-}
-
-/// `POST /post` with endpoint `/update`.
-#[utoipa::path(post, path = "/update", tag = "requests", request_body = CrudBody, responses(
-    (status = 200, description = "The documents after every executor", body = Answer),
-    (status = "4XX", description = "Bad request", body = ErrorBody),
-    (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
-#[post("/update", data = "<parsed>")]
-async fn update(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
-    crud(d, "/update", parsed).await
-}
-
-/// `POST /post` with endpoint `/delete`.
-#[utoipa::path(post, path = "/delete", tag = "requests", request_body = CrudBody, responses(
-    (status = 200, description = "The documents after every executor", body = Answer),
-    (status = "4XX", description = "Bad request", body = ErrorBody),
-    (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
-#[post("/delete", data = "<parsed>")]
-async fn delete(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
-    crud(d, "/delete", parsed).await
-}
+crud_route!(index, "/index", "`POST /post` with endpoint `/index`.");
+crud_route!(search, "/search", "`POST /post` with endpoint `/search`: each document comes back with `matches`.");
+crud_route!(update, "/update", "`POST /post` with endpoint `/update`.");
+crud_route!(delete, "/delete", "`POST /post` with endpoint `/delete`.");
 
 /// 200 once every pea of the Flow answered; 503 while starting or stopping.
 #[utoipa::path(get, path = "/ready", tag = "status", responses(
