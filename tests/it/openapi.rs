@@ -1,19 +1,25 @@
-//! `openapi/openapi.json` must be exactly what `jinad openapi` prints.
+//! The committed OpenAPI documents must be exactly what `jinad openapi [--gateway]` prints.
 
 use std::process::Command;
 
-#[test]
-fn committed_spec_is_current() {
-    let output = Command::new(crate::common::BIN).arg("openapi").output().expect("run jinad openapi");
+/// Runs `jinad <args>`, compares its output with the committed `file`, returns the parsed spec.
+fn assert_current(args: &[&str], file: &str) -> serde_json::Value {
+    let output = Command::new(crate::common::BIN).args(args).output().expect("run jinad openapi");
     assert!(output.status.success());
     let generated = String::from_utf8(output.stdout).expect("utf-8");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         generated.trim_end() == committed.trim_end(),
-        "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
+        "{file} is stale: run `cargo run -- {} > {file}`",
+        args.join(" ")
     );
-    let spec: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    serde_json::from_str(&generated).expect("JSON")
+}
+
+#[test]
+fn committed_spec_is_current() {
+    let spec = assert_current(&["openapi"], "openapi/openapi.json");
     // The upload is described so that generated clients can send files.
     let body = &spec["paths"]["/workspaces"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
     assert_eq!(body["$ref"], "#/components/schemas/UploadForm");
@@ -23,19 +29,9 @@ fn committed_spec_is_current() {
     assert_eq!((item["type"].as_str(), item["format"].as_str()), (Some("string"), Some("binary")));
 }
 
-/// `openapi/gateway.json` must be exactly what `jinad openapi --gateway` prints.
 #[test]
 fn committed_gateway_spec_is_current() {
-    let output = Command::new(crate::common::BIN).args(["openapi", "--gateway"]).output().expect("run jinad openapi --gateway");
-    assert!(output.status.success());
-    let generated = String::from_utf8(output.stdout).expect("utf-8");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/gateway.json");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        generated.trim_end() == committed.trim_end(),
-        "openapi/gateway.json is stale: run `cargo run -- openapi --gateway > openapi/gateway.json`"
-    );
-    let spec: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    let spec = assert_current(&["openapi", "--gateway"], "openapi/gateway.json");
     for path in ["/post", "/index", "/search", "/update", "/delete"] {
         assert!(spec["paths"][path]["post"].is_object(), "{path} is described");
     }
