@@ -155,6 +155,11 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
     if let Some(host) = args.host {
         spec.host = host;
     }
+    // `with.env` is the Flow's: set it on this process (every pod runs here) before any thread starts.
+    // A pod's own `env` reaches its executor through `ExecutorContext::env`.
+    for (key, value) in &spec.env {
+        std::env::set_var(key, value);
+    }
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let flow = RunningFlow::start(spec, args.transport.into())?;

@@ -3,6 +3,7 @@
 mod common;
 
 mod api;
+mod bench;
 mod docker_workspaces;
 mod flows;
 mod openapi;
