@@ -188,19 +188,22 @@ impl RunningPod {
     }
 
     /// Terminates every node (head first, so nothing new reaches the peas), lets executors
-    /// persist, joins the threads. Returns what went wrong, by node.
+    /// persist, joins the threads. A node that does not answer within `timeout` (an executor stuck
+    /// in a call) is left behind rather than waited for: stopping never hangs. Returns what went
+    /// wrong, by node.
     pub fn stop(self, timeout: Duration) -> Vec<String> {
         let mut problems = Vec::new();
-        for (name, ctrl) in &self.nodes {
+        for ((name, ctrl), handle) in self.nodes.iter().zip(self.handles) {
             match sockets::control(ctrl, ControlRequest::Terminate, timeout) {
-                Ok(reply) if !reply.message.is_empty() => problems.push(format!("{name}: {}", reply.message)),
-                Ok(_) => {}
-                Err(e) => problems.push(format!("{name}: {e}")),
-            }
-        }
-        for handle in self.handles {
-            if handle.join().is_err() {
-                problems.push(format!("pod {}: a node thread panicked", self.name));
+                Ok(reply) => {
+                    if !reply.message.is_empty() {
+                        problems.push(format!("{name}: {}", reply.message));
+                    }
+                    if handle.join().is_err() {
+                        problems.push(format!("{name}: its thread panicked"));
+                    }
+                }
+                Err(e) => problems.push(format!("{name}: {e}; left running")),
             }
         }
         problems

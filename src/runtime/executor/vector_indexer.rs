@@ -4,7 +4,8 @@
 //! - `index.snapshot`: MessagePack of every document, written by `close()` (temp file + rename).
 //! - `index.log`: records appended by every `/index` and `/delete` since the snapshot, each a
 //!   little-endian `u32` length then MessagePack; replayed on start, so even a killed pea keeps
-//!   what it acknowledged. A torn last record (a crash mid-write) is ignored.
+//!   what it acknowledged. A torn last record (a crash mid-write) is ignored. When the log outgrows
+//!   both [`COMPACT_AT`] and twice the snapshot, it is folded into a new snapshot.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -16,6 +17,9 @@ use serde_json::{Map, Value};
 
 use super::{Executor, ExecutorContext};
 use crate::runtime::document::Document;
+
+/// Log size from which the log is folded into the snapshot.
+pub const COMPACT_AT: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,13 +47,26 @@ pub struct VectorIndexer {
     unit: Vec<Vec<f32>>,
     by_id: HashMap<String, usize>,
     log: Option<BufWriter<File>>,
+    log_bytes: u64,
+    snapshot_bytes: u64,
+    compact_at: u64,
 }
 
 impl VectorIndexer {
     pub fn open(config: Config, ctx: &ExecutorContext) -> Result<Self, String> {
         let dir = ctx.workspace.clone();
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut indexer = VectorIndexer { config, dir, docs: Vec::new(), unit: Vec::new(), by_id: HashMap::new(), log: None };
+        let mut indexer = VectorIndexer {
+            config,
+            dir,
+            docs: Vec::new(),
+            unit: Vec::new(),
+            by_id: HashMap::new(),
+            log: None,
+            log_bytes: 0,
+            snapshot_bytes: 0,
+            compact_at: COMPACT_AT,
+        };
         indexer.load()?;
         Ok(indexer)
     }
@@ -66,6 +83,7 @@ impl VectorIndexer {
         let snapshot = self.snapshot_path();
         if snapshot.exists() {
             let bytes = fs::read(&snapshot).map_err(|e| format!("cannot read {}: {e}", snapshot.display()))?;
+            self.snapshot_bytes = bytes.len() as u64;
             let docs: Vec<Document> =
                 rmp_serde::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", snapshot.display()))?;
             self.upsert(docs);
@@ -76,6 +94,7 @@ impl VectorIndexer {
             File::open(&log)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+            self.log_bytes = bytes.len() as u64;
             let mut rest = &bytes[..];
             while rest.len() >= 4 {
                 let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -107,6 +126,15 @@ impl VectorIndexer {
                 .and_then(|_| log.write_all(&body))
                 .and_then(|_| log.flush())
                 .map_err(|e| format!("cannot write the index log: {e}"))?;
+        }
+        self.log_bytes += 4 + u64::from(len);
+        Ok(())
+    }
+
+    /// Folds a long log into the snapshot; called after a logged change is applied in memory.
+    fn maybe_compact(&mut self) -> Result<(), String> {
+        if self.log_bytes > self.compact_at && self.log_bytes > 2 * self.snapshot_bytes {
+            self.persist()?;
         }
         Ok(())
     }
@@ -156,7 +184,7 @@ impl VectorIndexer {
         if let LogRecord::Upsert(docs) = record {
             self.upsert(docs);
         }
-        Ok(())
+        self.maybe_compact()
     }
 
     fn search(&self, queries: &mut [Document], top_k: usize) -> Result<(), String> {
@@ -215,14 +243,20 @@ impl Executor for VectorIndexer {
                 let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
                 self.append(&LogRecord::Delete(ids.clone()))?;
                 self.delete(&ids);
-                Ok(())
+                self.maybe_compact()
             }
             _ => Ok(()),
         }
     }
 
-    /// Writes a snapshot of everything and empties the log.
     fn close(&mut self) -> Result<(), String> {
+        self.persist()
+    }
+}
+
+impl VectorIndexer {
+    /// Writes a snapshot of everything and empties the log.
+    fn persist(&mut self) -> Result<(), String> {
         let tmp = self.dir.join("index.snapshot.tmp");
         let bytes = rmp_serde::to_vec_named(&self.docs).map_err(|e| e.to_string())?;
         self.log = None;
@@ -234,7 +268,10 @@ impl Executor for VectorIndexer {
             fs::rename(&tmp, &snapshot)?;
             File::create(&log)?.sync_all()
         };
-        write().map_err(|e| format!("cannot persist the index in {}: {e}", self.dir.display()))
+        write().map_err(|e| format!("cannot persist the index in {}: {e}", self.dir.display()))?;
+        self.snapshot_bytes = bytes.len() as u64;
+        self.log_bytes = 0;
+        Ok(())
     }
 }
 
@@ -273,6 +310,22 @@ mod tests {
         drop(ix);
         let mut ix = open(dir.path());
         assert_eq!(search(&mut ix, &[0.0, -1.0])[0], "z");
+    }
+
+    #[test]
+    fn a_long_log_is_folded_into_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = open(dir.path());
+        ix.compact_at = 1000;
+        for i in 0..50 {
+            ix.handle("/index", &mut vec![doc(&format!("d{i}"), &[1.0, i as f32])], &Map::new()).unwrap();
+        }
+        let log = fs::metadata(dir.path().join("index.log")).unwrap().len();
+        assert!(log <= 1000 + 200, "the log was compacted: {log} bytes");
+        assert!(dir.path().join("index.snapshot").exists());
+        drop(ix);
+        let ix = open(dir.path());
+        assert_eq!(ix.docs.len(), 50, "snapshot + log hold everything");
     }
 
     #[test]
