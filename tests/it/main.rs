@@ -6,6 +6,7 @@ mod api;
 mod bench;
 mod docker_workspaces;
 mod flows;
+mod nodes;
 mod openapi;
 mod restart;
 mod roles;
