@@ -168,7 +168,7 @@ impl FlowSpec {
         let mut raw_needs = Vec::new();
         for (i, pod) in yaml.executors.into_iter().enumerate() {
             let name = pod.name.clone().unwrap_or_else(|| format!("pod{i}"));
-            let at = |field: &str| format!("executors[{i}] ({name}).{field}");
+            let at = |field: &str| located(text, i, field, format!("executors[{i}] ({name}).{field}"));
             let err = |field: &str, message: String| FlowError(format!("{}: {message}", at(field)));
             if !valid_name(&name) {
                 return Err(err("name", format!("`{name}` must start with a letter or `_` and hold only letters, digits, `_` and `-`")));
@@ -218,7 +218,7 @@ impl FlowSpec {
 
         let mut needs = Vec::new();
         for (i, list) in raw_needs.iter().enumerate() {
-            let at = format!("executors[{i}] ({}).needs", pods[i].name);
+            let at = located(text, i, "needs", format!("executors[{i}] ({}).needs", pods[i].name));
             if list.is_empty() {
                 return Err(FlowError(format!("{at}: must name at least one pod or `gateway`")));
             }
@@ -267,6 +267,47 @@ impl FlowSpec {
     pub fn consumers(&self, i: usize) -> Vec<usize> {
         (0..self.pods.len()).filter(|&j| self.needs[j].contains(&Need::Pod(i))).collect()
     }
+}
+
+/// `path` prefixed with the line of `field` in the `i`-th executor, when the YAML is in block style
+/// (the usual one): `line 7, executors[1] (b).needs`. YAML and type errors carry their line from
+/// the parser; this gives the checks made after parsing a line too.
+fn located(text: &str, i: usize, field: &str, path: String) -> String {
+    match field_line(text, i, field) {
+        Some(line) => format!("line {line}, {path}"),
+        None => path,
+    }
+}
+
+fn field_line(text: &str, i: usize, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let list = lines.iter().position(|l| l.starts_with("executors:") || l.starts_with("pods:"))?;
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    // Items: lines `<indent>- ` at the indentation of the first item, until a top-level key.
+    let mut items = Vec::new();
+    let mut item_indent = None;
+    for (n, l) in lines.iter().enumerate().skip(list + 1) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent(l) == 0 && !trimmed.starts_with('-') {
+            break;
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            let at = *item_indent.get_or_insert(indent(l));
+            if indent(l) == at {
+                items.push(n);
+            }
+        }
+    }
+    let start = *items.get(i)?;
+    let end = items.get(i + 1).copied().unwrap_or(lines.len());
+    let key = format!("{field}:");
+    (start..end)
+        .find(|&n| lines[n].trim_start().trim_start_matches("- ").starts_with(&key))
+        .or(Some(start))
+        .map(|n| n + 1)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -331,7 +372,11 @@ mod tests {
         let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    replicas: two\n").unwrap_err();
         assert!(e.contains("line 4"), "{e}");
         let e = parse("jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n    needs: [zz]\n").unwrap_err();
-        assert!(e.contains("executors[1] (b).needs") && e.contains("zz"), "{e}");
+        assert!(e.contains("line 5, executors[1] (b).needs") && e.contains("zz"), "{e}");
+        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    # a comment\n\n  - uses: Nope\n    name: b\n").unwrap_err();
+        assert!(e.contains("line 6, executors[1] (b).uses"), "{e}");
+        let e = parse("jtype: Flow\nexecutors: [{name: a}, {name: b, needs: zz}]\n").unwrap_err();
+        assert!(e.starts_with("executors[1] (b).needs"), "flow style: the field alone: {e}");
         let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    needs: b\n  - name: b\n    needs: a\n").unwrap_err();
         assert!(e.contains("cycle"), "{e}");
         let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: Nope\n").unwrap_err();
