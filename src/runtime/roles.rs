@@ -54,9 +54,12 @@ pub struct FlowArgs {
 pub struct PodArgs {
     #[arg(long)]
     pub name: String,
-    /// A built-in executor: Passthrough, HashEncoder, VectorIndexer.
+    /// A built-in executor (Passthrough, HashEncoder, VectorIndexer), or with --py-modules a Python class.
     #[arg(long, default_value = "Passthrough")]
     pub uses: String,
+    /// Python files defining the class named by --uses; repeat for several.
+    #[arg(long = "py-modules")]
+    pub py_modules: Vec<PathBuf>,
     /// The executor's arguments, as a JSON object.
     #[arg(long = "with", default_value = "{}")]
     pub with_json: String,
@@ -172,7 +175,12 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
 
 fn pod_spec(args: &PodArgs) -> Result<PodSpec, String> {
     let with: Map<String, Value> = serde_json::from_str(&args.with_json).map_err(|e| format!("--with: {e}"))?;
-    let executor = ExecutorSpec::parse(&args.uses, &with)?;
+    let executor = if args.py_modules.is_empty() {
+        ExecutorSpec::parse(&args.uses, &with)?
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+        ExecutorSpec::python(&args.uses, args.py_modules.iter().map(|m| cwd.join(m)).collect(), &with)?
+    };
     let polling = match args.polling.as_deref() {
         None => None,
         Some(p @ ("any" | "all")) => Some(serde_json::from_value::<PollingSpec>(json!(p)).map_err(|e| e.to_string())?),

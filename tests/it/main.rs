@@ -8,6 +8,7 @@ mod docker_workspaces;
 mod flows;
 mod nodes;
 mod openapi;
+mod python;
 mod restart;
 mod roles;
 mod store;

@@ -3,6 +3,7 @@
 
 mod hash_encoder;
 mod passthrough;
+pub mod python;
 mod vector_indexer;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub enum ExecutorSpec {
     Passthrough,
     HashEncoder(hash_encoder::Config),
     VectorIndexer(vector_indexer::Config),
+    /// A user class from `py_modules`, run by the Python bridge.
+    Python(python::Config),
 }
 
 /// The names `uses:` accepts.
@@ -66,8 +69,13 @@ impl ExecutorSpec {
             }
             "HashEncoder" => Ok(ExecutorSpec::HashEncoder(args::<hash_encoder::Config>(with)?.validated()?)),
             "VectorIndexer" => Ok(ExecutorSpec::VectorIndexer(args(with)?)),
-            other => Err(format!("unknown executor `{other}`; built in: {}", BUILTIN.join(", "))),
+            other => Err(format!("unknown executor `{other}`; built in: {} (a Python class needs `py_modules`)", BUILTIN.join(", "))),
         }
+    }
+
+    /// A Python class (`uses: ClassName` with `py_modules`); the modules must exist.
+    pub fn python(class: &str, modules: Vec<PathBuf>, with: &Map<String, Value>) -> Result<Self, String> {
+        Ok(ExecutorSpec::Python(python::Config { class: class.to_string(), modules, with: with.clone() }.validated()?))
     }
 
     /// Stateful executors keep data per shard and must not be replicated.
@@ -80,6 +88,7 @@ impl ExecutorSpec {
             ExecutorSpec::Passthrough => Box::new(Passthrough),
             ExecutorSpec::HashEncoder(config) => Box::new(HashEncoder::new(config.clone())),
             ExecutorSpec::VectorIndexer(config) => Box::new(VectorIndexer::open(config.clone(), ctx)?),
+            ExecutorSpec::Python(config) => Box::new(python::PythonExecutor::start(config, ctx)?),
         })
     }
 }

@@ -16,6 +16,9 @@
 //!     polling: {/index: any, /search: all}
 //!     needs: [enc]           # default: the previous executor (the first: gateway)
 //!     env: {KEY: value}
+//!   - name: mine
+//!     uses: MyExecutor       # a Python class …
+//!     py_modules: [executors/mine.py]   # … defined in these files (relative to the YAML)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +77,9 @@ struct PodYaml {
     workspace: Option<PathBuf>,
     host: Option<String>,
     image: Option<String>,
+    /// Python files to import; `uses` is then a class defined in them.
+    #[serde(default)]
+    py_modules: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,7 +192,12 @@ impl FlowSpec {
             if uses.starts_with("docker://") || pod.image.is_some() {
                 return Err(err("uses", "pods in containers are started through a jinad daemon; `jinad flow` runs built-in executors locally".into()));
             }
-            let executor = ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?;
+            let executor = if pod.py_modules.is_empty() {
+                ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?
+            } else {
+                let modules = pod.py_modules.iter().map(|m| base.join(m)).collect();
+                ExecutorSpec::python(&uses, modules, &pod.with).map_err(|m| err("py_modules", m))?
+            };
             let replicas = pod.replicas.unwrap_or(1);
             let shards = pod.shards.unwrap_or(1);
             for (field, n) in [("replicas", replicas), ("shards", shards)] {

@@ -27,6 +27,20 @@ impl FlowProc {
         flow
     }
 
+    /// Like `start`, with `files` (relative path, content) written next to the YAML first.
+    pub fn start_in(yaml: &str, files: &[(&str, &str)]) -> FlowProc {
+        let guard = tempfile::Builder::new().prefix("jinad-flow-").tempdir().expect("temp dir");
+        let dir = guard.path().to_path_buf();
+        for (path, content) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, content).expect("write");
+        }
+        let mut flow = FlowProc { dir, _guard: Some(guard), url: String::new(), child: None, http: reqwest::Client::new() };
+        flow.spawn(yaml, &[]);
+        flow
+    }
+
     pub fn start_with(yaml: &str, args: &[&str]) -> FlowProc {
         let guard = tempfile::Builder::new().prefix("jinad-flow-").tempdir().expect("temp dir");
         let dir = guard.path().to_path_buf();
