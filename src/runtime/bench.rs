@@ -35,6 +35,8 @@ pub struct BenchArgs {
 
 const CHAIN1: &str = "jtype: Flow\nexecutors:\n  - name: p0\n";
 const CHAIN3: &str = "jtype: Flow\nexecutors:\n  - name: p0\n  - name: p1\n  - name: p2\n";
+const PYTHON: &str = "jtype: Flow\nexecutors:\n  - name: py\n    uses: Echo\n    py_modules: [echo.py]\n";
+const ECHO_PY: &str = "from jina import Executor, requests\n\nclass Echo(Executor):\n    @requests\n    def echo(self, docs, **kwargs):\n        pass\n";
 const REP_SHARD: &str = "jtype: Flow\nexecutors:\n  - name: rep\n    replicas: 2\n  - name: shard\n    shards: 2\n";
 
 struct FlowProcess {
@@ -242,6 +244,13 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let (rs_p50, rs_p99) = latency(&rs.addr, "/search", args.latency_requests)?;
     rs.stop();
 
+    std::fs::write(dir.join("echo.py"), ECHO_PY).map_err(|e| e.to_string())?;
+    let py = FlowProcess::start(&dir, "python", PYTHON, args.transport)?;
+    let py_100 = throughput(&py.addr, 100, args.connections, args.seconds)?;
+    let py_1 = throughput(&py.addr, 1, args.connections, args.seconds)?;
+    let (py_p50, _) = latency(&py.addr, "/index", args.latency_requests)?;
+    py.stop();
+
     rows.push([
         "3-executor chain, docs/s at request size 100 / 10 / 1".into(),
         "4,191 / 2,062 / 256".into(),
@@ -277,6 +286,13 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         "545 MiB".into(),
         "≤ 40 MiB".into(),
         rss.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+    ]);
+
+    rows.push([
+        "1 Python executor (bridge), docs/s at 100 / 1; p50".into(),
+        "—".into(),
+        "—".into(),
+        format!("{} / {}; {py_p50:.3} ms", fmt_rate(py_100), fmt_rate(py_1)),
     ]);
 
     println!(

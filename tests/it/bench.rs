@@ -11,7 +11,7 @@ fn bench_prints_one_row_per_workload() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| workload")).collect();
-    assert_eq!(rows.len(), 6, "{stdout}");
+    assert_eq!(rows.len(), 7, "{stdout}");
     for row in rows {
         let measured = row.trim_end_matches(" |").rsplit(" | ").next().unwrap_or_default();
         assert!(measured.chars().any(|c| c.is_ascii_digit()) && !measured.contains("n/a"), "no figure in {row}");
