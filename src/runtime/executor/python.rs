@@ -84,7 +84,11 @@ impl PythonExecutor {
             "runtime": {"name": ctx.name, "pod": ctx.pod, "shard_id": ctx.shard_id, "shards": ctx.shards, "replica_id": ctx.replica_id},
         });
         let python = interpreter();
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        // Its own process group: a terminal's Ctrl-C goes to the flow, which closes the executor.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .arg("-u")
             .arg("-c")
             .arg(BRIDGE)

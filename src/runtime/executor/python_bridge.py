@@ -31,12 +31,17 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import struct
 import sys
 import traceback
 import types
 
 CONFIG = json.loads(sys.argv[1])
+
+# The pea decides when this process ends (close, or end of stdin): a Ctrl-C meant for the flow
+# must not kill the executor before it could persist.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 _DEFAULTS = {
     "id": "", "text": "", "uri": "", "mime_type": "", "tags": {}, "embedding": [], "blob": "",

@@ -52,15 +52,19 @@ impl FlowProc {
     fn spawn(&mut self, yaml: &str, args: &[&str]) {
         let file = self.dir.join("flow.yml");
         std::fs::write(&file, yaml).expect("write flow.yml");
-        let (child, line) = spawn_until_line(Command::new(BIN).arg("flow").arg(&file).args(["--port", "0"]).args(args));
+        let mut cmd = Command::new(BIN);
+        // A process group of its own, so `stop` can signal it like a terminal's Ctrl-C does.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let (child, line) = spawn_until_line(cmd.arg("flow").arg(&file).args(["--port", "0"]).args(args));
         self.url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL in {line:?}")).to_string();
         self.child = Some(child);
     }
 
-    /// Stops the flow as Ctrl-C does and waits for it to exit; returns its exit status code.
+    /// Stops the flow as Ctrl-C in a terminal does (SIGINT to its whole process group) and waits
+    /// for it to exit; returns its exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        signal(&child, "INT");
+        let _ = Command::new("kill").args(["-INT", "--", &format!("-{}", child.id())]).status();
         wait_exit(&mut child, Duration::from_secs(15))
     }
 
