@@ -123,3 +123,28 @@ fn python_executor_errors_are_clear() {
     let out = std::process::Command::new(crate::common::BIN).arg("flow").arg(dir.path().join("flow.yml")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("class Missing is not defined"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn a_stuck_python_executor_times_out_and_never_outlives_the_flow() {
+    let mut flow = FlowProc::start_in(
+        "jtype: Flow\nwith: {timeout_ms: 1000}\nexecutors:\n  - name: stuck\n    uses: Stuck\n    py_modules: [stuck.py]\n",
+        &[("stuck.py", "from jina import Executor, requests\n\nclass Stuck(Executor):\n    @requests\n    def spin(self, docs, **kwargs):\n        while True:\n            pass\n")],
+    );
+    let marker = flow.dir.join("stuck.py").display().to_string();
+    // Any process whose command line names the module: only the bridge does.
+    let alive = || {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&marker)).unwrap_or(false)
+        })
+    };
+    assert!(alive(), "the bridge runs");
+    let (status, answer) = flow.post("/index", json!({"data": [{"id": "a"}]})).await;
+    assert_eq!(status, 504, "{answer}");
+    assert_eq!(answer["not_answering"], json!(["stuck"]), "{answer}");
+    assert_eq!(flow.stop(), Some(0), "the flow stops although its pea does not answer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!alive(), "the Python process ended after its flow");
+}

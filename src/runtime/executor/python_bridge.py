@@ -34,6 +34,8 @@ import os
 import signal
 import struct
 import sys
+import threading
+import time
 import traceback
 import types
 
@@ -42,6 +44,18 @@ CONFIG = json.loads(sys.argv[1])
 # The pea decides when this process ends (close, or end of stdin): a Ctrl-C meant for the flow
 # must not kill the executor before it could persist.
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _watch_parent(parent):
+    # If the pea's process is gone, the main loop sees the end of stdin and closes the executor;
+    # an executor stuck in a call never gets there, so it is ended here after a grace period.
+    while os.getppid() == parent:
+        time.sleep(1)
+    time.sleep(10)
+    os._exit(3)
+
+
+threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
 
 _DEFAULTS = {
     "id": "", "text": "", "uri": "", "mime_type": "", "tags": {}, "embedding": [], "blob": "",
