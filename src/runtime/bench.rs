@@ -83,15 +83,7 @@ impl FlowProcess {
     fn stop(mut self) {
         // SIGINT, like Ctrl-C: the flow stops its gateway and pods cleanly.
         let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::child::wait_or_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 

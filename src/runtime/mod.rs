@@ -2,6 +2,7 @@
 //! format, executors, peas/heads/tails over ZeroMQ, pods, Flows and the HTTP gateway.
 
 pub mod bench;
+pub mod child;
 pub mod document;
 pub mod executor;
 pub mod flow;

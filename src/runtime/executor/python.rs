@@ -5,7 +5,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -178,15 +178,7 @@ impl Executor for PythonExecutor {
         }
         self.write(&json!({"op": "close"}))?;
         let reply = self.read()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::runtime::child::wait_or_kill(&mut self.child, Duration::from_secs(10));
         self.dead = Some(format!("{} is closed", self.name));
         if reply.ok {
             Ok(())

@@ -378,29 +378,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_or_field() {
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    usess: X\n").unwrap_err();
-        assert!(e.contains("usess") && e.contains("line 4"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    replicas: two\n").unwrap_err();
-        assert!(e.contains("line 4"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n    needs: [zz]\n").unwrap_err();
-        assert!(e.contains("line 5, executors[1] (b).needs") && e.contains("zz"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    # a comment\n\n  - uses: Nope\n    name: b\n").unwrap_err();
-        assert!(e.contains("line 6, executors[1] (b).uses"), "{e}");
-        let e = parse("jtype: Flow\nexecutors: [{name: a}, {name: b, needs: zz}]\n").unwrap_err();
-        assert!(e.starts_with("executors[1] (b).needs"), "flow style: the field alone: {e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    needs: b\n  - name: b\n    needs: a\n").unwrap_err();
-        assert!(e.contains("cycle"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: Nope\n").unwrap_err();
-        assert!(e.contains("executors[0] (a).uses"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: HashEncoder\n    with: {dim: -1}\n").unwrap_err();
-        assert!(e.contains("executors[0] (a).with"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: VectorIndexer\n    replicas: 2\n").unwrap_err();
-        assert!(e.contains("shards"), "{e}");
-        let e = parse("jtype: Flow\nexecutors:\n  - name: a\n  - name: a\n").unwrap_err();
-        assert!(e.contains("twice"), "{e}");
-        assert!(parse("executors:\n  - name: a\n").unwrap_err().contains("jtype"));
-        assert!(parse("jtype: Flow\nexecutors: []\n").unwrap_err().contains("at least one"));
-        assert!(parse("jtype: Flow\nexecutors:\n  - name: a\n    shards: 0\n").unwrap_err().contains("shards"));
-        assert!(parse("jtype: Flow\nexecutors:\n  - name: a\n    uses: docker://x\n").unwrap_err().contains("uses"));
+        let flow = |body: &str| format!("jtype: Flow\nexecutors:\n{body}");
+        let cases: &[(String, &[&str])] = &[
+            (flow("  - name: a\n    usess: X\n"), &["usess", "line 4"]),
+            (flow("  - name: a\n    replicas: two\n"), &["line 4"]),
+            (flow("  - name: a\n  - name: b\n    needs: [zz]\n"), &["line 5, executors[1] (b).needs", "zz"]),
+            (flow("  - name: a\n    # a comment\n\n  - uses: Nope\n    name: b\n"), &["line 6, executors[1] (b).uses"]),
+            ("jtype: Flow\nexecutors: [{name: a}, {name: b, needs: zz}]\n".into(), &["executors[1] (b).needs"]),
+            (flow("  - name: a\n    needs: b\n  - name: b\n    needs: a\n"), &["cycle"]),
+            (flow("  - name: a\n    uses: Nope\n"), &["executors[0] (a).uses"]),
+            (flow("  - name: a\n    uses: HashEncoder\n    with: {dim: -1}\n"), &["executors[0] (a).with"]),
+            (flow("  - name: a\n    uses: VectorIndexer\n    replicas: 2\n"), &["shards"]),
+            (flow("  - name: a\n  - name: a\n"), &["twice"]),
+            ("executors:\n  - name: a\n".into(), &["jtype"]),
+            ("jtype: Flow\nexecutors: []\n".into(), &["at least one"]),
+            (flow("  - name: a\n    shards: 0\n"), &["shards"]),
+            (flow("  - name: a\n    uses: docker://x\n"), &["uses"]),
+        ];
+        for (yaml, wanted) in cases {
+            let e = parse(yaml).unwrap_err();
+            for w in *wanted {
+                assert!(e.contains(w), "{yaml:?}: `{e}` lacks `{w}`");
+            }
+        }
     }
 }
