@@ -12,7 +12,7 @@ PORT="${PORT:-18123}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d /tmp/jinad-bench.XXXXXX)"
 WORK="$(mktemp -d /tmp/jinad-bench-files.XXXXXX)"
-trap 'kill "$PID" 2>/dev/null || true; rm -rf "$DATA" "$WORK"' EXIT
+trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$DATA" "$WORK"' EXIT
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release
 

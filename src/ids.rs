@@ -53,6 +53,17 @@ impl ObjectId {
         &self.0
     }
 
+    /// The Docker tag of a workspace's image, `jworkspace:<uuid>`: what names the image's owner.
+    pub fn image_tag(&self) -> String {
+        format!("{}:{}", self.kind_prefix(), self.uuid_part())
+    }
+
+    /// The workspace a `jworkspace:<uuid>` tag names.
+    pub fn from_image_tag(tag: &str) -> Option<ObjectId> {
+        let uuid = tag.strip_prefix(Kind::Workspace.prefix())?.strip_prefix(':')?;
+        ObjectId::parse(Kind::Workspace, uuid).ok()
+    }
+
     /// The uuid part, used as the Docker image tag (`jworkspace:<uuid>`).
     pub fn uuid_part(&self) -> &str {
         self.0.split_once('-').map(|(_, u)| u).unwrap_or(&self.0)

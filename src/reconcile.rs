@@ -2,8 +2,8 @@
 //! serves and then every `--reconcile-interval` seconds.
 //!
 //! - ACTIVE workspaces whose image or network is gone are queued for a rebuild (PENDING).
-//! - Objects labelled with this daemon's id whose row is gone are removed, and so are images of a
-//!   settled workspace that are not its current image (left by a crash mid-build or by a rebuild).
+//! - Objects labelled with this daemon's id whose row is gone are removed, and so are workspace
+//!   images no row uses (left by a crash mid-build or by a rebuild, which moves the tag).
 //! - Objects of other daemons are never touched. PENDING and DELETING rows are the workers' business.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::build_log::BuildLog;
 use crate::daemon::Daemon;
-use crate::docker::{labels, DockerError};
+use crate::docker::{labels, DockerError, ManagedObject};
 use crate::ids::{Kind, ObjectId};
 use crate::state::State;
 use crate::store::WorkspaceChange;
@@ -67,26 +67,51 @@ pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
             report.removed_networks += 1;
         }
     }
-    for image in engine.own_images(&[]).await? {
-        let Some(row_id) = image.row_id() else { continue };
-        let stale = match ObjectId::parse(Kind::Workspace, row_id) {
-            // Only workspaces own images; leave anything else to whoever made it.
-            Err(_) => false,
-            Ok(id) => match store.get_workspace(&id).await {
-                Err(crate::store::StoreError::NotFound(_)) => true,
-                Err(e) => return Err(e.into()),
-                Ok(row) => {
-                    matches!(row.state, State::Active | State::Failed)
-                        && row.image_id.as_deref() != Some(image.docker_id.as_str())
-                }
-            },
-        };
-        if stale {
-            engine.remove_image(&image.docker_id, true).await?;
-            report.removed_images += 1;
+    report.removed_images = remove_stale_images(daemon).await?;
+    Ok(report)
+}
+
+/// The workspaces an image belongs to: one per `jworkspace:<uuid>` tag (two workspaces with the
+/// same requirements and the same files get the same image), or, for images built from a
+/// project's own Dockerfile, its `jinad.id` label. Empty for a dangling image of an earlier build.
+pub fn image_owners(image: &ManagedObject) -> Vec<ObjectId> {
+    let mut owners: Vec<ObjectId> = image.tags.iter().filter_map(|t| ObjectId::from_image_tag(t)).collect();
+    if let Some(id) = image.labels.get(labels::ID).and_then(|id| ObjectId::parse(Kind::Workspace, id).ok()) {
+        if !owners.contains(&id) {
+            owners.push(id);
         }
     }
-    Ok(report)
+    owners
+}
+
+/// Removes this daemon's workspace images that no settled row uses: images of deleted
+/// workspaces, and images of earlier builds (a rebuild moved the tag; a crash left one behind).
+/// An image a row still points at — even a PENDING row's previous build — is kept.
+pub async fn remove_stale_images(daemon: &Daemon) -> Result<usize, ReconcileError> {
+    let (engine, store) = (&daemon.engine, &daemon.store);
+    let rows = store.workspaces_in(&[State::Pending, State::Active, State::Failed, State::Deleting]).await?;
+    let in_use: std::collections::HashSet<&str> = rows.iter().filter_map(|r| r.image_id.as_deref()).collect();
+    let mut removed = 0;
+    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
+        if in_use.contains(image.docker_id.as_str()) {
+            continue;
+        }
+        // Stale when every owner is gone or settled on another image; a PENDING row's new image
+        // is tagged before the row records it, so it stays.
+        let stale = image_owners(&image).iter().all(|id| match rows.iter().find(|r| r.id == id.as_str()) {
+            None => true,
+            Some(row) => matches!(row.state, State::Active | State::Failed),
+        });
+        if stale {
+            match engine.remove_image(&image.docker_id, true).await {
+                Ok(()) => removed += 1,
+                Err(e @ DockerError::Unavailable(_)) => return Err(e.into()),
+                // In use by a container, say: it goes in a later round.
+                Err(e) => tracing::info!("stale image {} stays for now: {e}", image.docker_id),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Reconcile every `interval`, forever; an unreachable engine just skips a round.

@@ -22,6 +22,16 @@ pub fn for_row(daemon_id: &str, row_id: &str, workspace_id: &str) -> HashMap<Str
     ])
 }
 
+/// The labels of a default workspace image: the daemon's only, so the image's layers are shared
+/// by all its workspaces; the workspace itself is named by the tag.
+pub fn for_workspace_image(daemon_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (DAEMON.to_string(), daemon_id.to_string()),
+        (ROLE.to_string(), "workspace".to_string()),
+    ])
+}
+
 pub fn for_runtime(daemon_id: &str) -> HashMap<String, String> {
     HashMap::from([
         (MANAGED.to_string(), "true".to_string()),

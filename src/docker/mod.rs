@@ -85,6 +85,8 @@ pub struct ManagedObject {
     pub docker_id: String,
     pub name: String,
     pub labels: HashMap<String, String>,
+    /// For images: every `repo:tag` (the first is `name`); empty for a dangling image.
+    pub tags: Vec<String>,
 }
 
 impl ManagedObject {
@@ -303,6 +305,7 @@ impl Engine {
                     name: i.repo_tags.first().cloned().unwrap_or_default(),
                     docker_id: i.id,
                     labels: i.labels,
+                    tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
                 })
                 .collect())
         }
@@ -321,6 +324,7 @@ impl Engine {
                     docker_id: n.id.unwrap_or_default(),
                     name: n.name.unwrap_or_default(),
                     labels: n.labels.unwrap_or_default(),
+                    tags: Vec::new(),
                 })
                 .collect())
         }
@@ -339,6 +343,7 @@ impl Engine {
                     docker_id: c.id.unwrap_or_default(),
                     name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default(),
                     labels: c.labels.unwrap_or_default(),
+                    tags: Vec::new(),
                 })
                 .collect())
         }

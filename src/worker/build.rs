@@ -62,10 +62,6 @@ impl From<std::io::Error> for Stop {
     }
 }
 
-pub fn image_tag(id: &ObjectId) -> String {
-    format!("jworkspace:{}", id.uuid_part())
-}
-
 pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
     let mut log = BuildLog::create(&daemon.config.logs_dir(), id);
     match build(daemon, id, &mut log).await {
@@ -139,7 +135,7 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
         .collect();
     let arg_names: Vec<&str> = dockerfile::FORWARDED_BUILD_ARGS.into_iter().filter(|k| build_args.contains_key(*k)).collect();
     let text = match settings.custom_dockerfile() {
-        None => dockerfile::default_workspace(&runtime, &arg_names, &object_labels),
+        None => dockerfile::default_workspace(&runtime, &arg_names, &labels::for_workspace_image(&daemon.daemon_id)),
         Some(path) => {
             let rel = crate::workspace::paths::safe_relative(std::path::Path::new(path))
                 .ok_or_else(|| fail("dockerfile_not_found", format!("dockerfile `{path}` is outside the workspace")))?;
@@ -159,7 +155,7 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
             .await
             .map_err(|e| fail("internal", e.to_string()))??;
     }
-    let tag = image_tag(id);
+    let tag = id.image_tag();
     log.note(&format!("building {tag}"));
     let image_id = daemon
         .engine
@@ -176,12 +172,8 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
     daemon.store.transition_workspace(id, State::Pending, change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
     // Images of earlier builds (an update, or a build a crash interrupted) are no longer needed.
-    if let Ok(images) = daemon.engine.own_images(&[(labels::ID, id.as_str())]).await {
-        for old in images.into_iter().filter(|i| i.docker_id != image_id) {
-            if let Err(e) = daemon.engine.remove_image(&old.docker_id, false).await {
-                tracing::info!(%id, "previous image {} stays for now: {e}", old.docker_id);
-            }
-        }
+    if let Err(e) = crate::reconcile::remove_stale_images(daemon).await {
+        tracing::info!(%id, "previous images stay until the next reconciliation: {e}");
     }
     Ok(())
 }

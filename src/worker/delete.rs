@@ -23,8 +23,16 @@ async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), String> {
     for network in engine.own_networks(&[(labels::WORKSPACE, id.as_str())]).await.map_err(docker)? {
         engine.remove_network(&network.docker_id).await.map_err(docker)?;
     }
-    for image in engine.own_images(&[(labels::ID, id.as_str())]).await.map_err(docker)? {
-        engine.remove_image(&image.docker_id, true).await.map_err(docker)?;
+    // Its tag goes (which deletes the image unless another workspace's tag names it too); an image
+    // only this workspace's label names goes by id.
+    let tag = id.image_tag();
+    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await.map_err(docker)? {
+        let owners = crate::reconcile::image_owners(&image);
+        if image.tags.contains(&tag) {
+            engine.remove_image(&tag, owners.len() == 1).await.map_err(docker)?;
+        } else if owners == [id.clone()] {
+            engine.remove_image(&image.docker_id, true).await.map_err(docker)?;
+        }
     }
     let dir = crate::workspace::dir(daemon, id);
     match tokio::fs::remove_dir_all(&dir).await {

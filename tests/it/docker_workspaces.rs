@@ -62,13 +62,17 @@ async fn workspace_life_cycle_on_real_docker() {
     let log = daemon.text(&format!("/workspaces/{first}/logs")).await;
     assert!(log.contains("Successfully installed jinad-fixture-tiny"), "pip ran for the first workspace:\n{log}");
 
-    // Labels on the image and the network, read back through the Docker API.
+    // Labels on the image and the network, read back through the Docker API. The image carries the
+    // daemon's labels (shared by all its workspaces, so cached) and is named by its tag.
     let labels = image_labels(&docker, &image).await.expect("image exists");
     assert_eq!(labels.get("jinad.managed").map(String::as_str), Some("true"));
-    assert_eq!(labels.get("jinad.id"), Some(&first));
-    assert_eq!(labels.get("jinad.workspace"), Some(&first));
     assert_eq!(labels.get("jinad.daemon"), Some(&daemon_id));
     assert_eq!(labels.get("jinad.role").map(String::as_str), Some("workspace"), "not the runtime label it would inherit");
+    assert_eq!(labels.get("jinad.id"), None, "no per-workspace label: it would cost a build step");
+    let tag = format!("jworkspace:{}", first.trim_start_matches("jworkspace-"));
+    assert_eq!(view["image_tag"], tag.as_str());
+    let tags = docker.inspect_image(&image).await.unwrap().repo_tags.unwrap_or_default();
+    assert!(tags.contains(&tag), "{tags:?}");
     let net = network_labels(&docker, &first).await.expect("network exists");
     assert_eq!(net.get("jinad.id"), Some(&first));
     assert_eq!(net.get("jinad.daemon"), Some(&daemon_id));
@@ -113,8 +117,19 @@ async fn workspace_life_cycle_on_real_docker() {
     assert!(image_labels(&docker, image2).await.is_some(), "the other workspace's image stays");
     assert!(network_labels(&docker, &second).await.is_some(), "the other workspace's network stays");
 
+    // 5. A workspace identical to the second gets the very same image under its own tag; deleting
+    //    it removes only its tag.
+    let twin = daemon.create(&project("print('two')\n")).await;
+    let twin_view = daemon.wait_for(&twin, &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await;
+    assert_eq!(twin_view["image_id"], view2["image_id"], "{twin_view}");
+    daemon.remove(&twin).await;
+    assert!(image_labels(&docker, image2).await.is_some(), "the second workspace's image survives its twin");
+    let tags = docker.inspect_image(image2).await.unwrap().repo_tags.unwrap_or_default();
+    assert_eq!(tags, [view2["image_tag"].as_str().unwrap().to_string()], "only the twin's tag went");
+
     daemon.remove(&second).await;
     assert!(network_labels(&docker, &second).await.is_none());
+    assert!(image_labels(&docker, image2).await.is_none(), "the last tag took the image with it");
 }
 
 #[tokio::test]

@@ -19,9 +19,18 @@ fn label_filter(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), pairs.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }
 
+/// The images of a workspace: tagged `jworkspace:<uuid>`, or labelled with its id (own Dockerfiles).
 async fn images_of(docker: &bollard::Docker, workspace: &str) -> Vec<String> {
-    let options = ListImagesOptionsBuilder::default().all(true).filters(&label_filter(&[("jinad.id", workspace)])).build();
-    docker.list_images(Some(options)).await.unwrap().into_iter().map(|i| i.id).collect()
+    let tag = format!("jworkspace:{}", workspace.trim_start_matches("jworkspace-"));
+    let by_tag = HashMap::from([("reference".to_string(), vec![tag])]);
+    let mut ids: Vec<String> = Vec::new();
+    for filters in [by_tag, label_filter(&[("jinad.id", workspace)])] {
+        let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
+        ids.extend(docker.list_images(Some(options)).await.unwrap().into_iter().map(|i| i.id));
+    }
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Delete the workspace and check that Docker holds nothing of it any more.
