@@ -179,8 +179,7 @@ mod tests {
 
     #[test]
     fn pod_parameters_override_top_level() {
-        let mut req = DataRequest::default();
-        req.parameters = serde_json::from_str(r#"{"top_k": 5, "idx": {"top_k": 2}}"#).unwrap();
+        let req = DataRequest { parameters: serde_json::from_str(r#"{"top_k": 5, "idx": {"top_k": 2}}"#).unwrap(), ..Default::default() };
         assert_eq!(req.parameters_for("idx")["top_k"], 2);
         assert_eq!(req.parameters_for("enc")["top_k"], 5);
     }

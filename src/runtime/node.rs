@@ -152,9 +152,8 @@ impl Node {
         };
         self.processed += 1;
         if !matches!(self.role, Role::Tail { .. }) && self.needs > 1 {
-            match self.joiner.add(req, self.needs) {
-                Some(joined) => self.role_data(joined),
-                None => {}
+            if let Some(joined) = self.joiner.add(req, self.needs) {
+                self.role_data(joined);
             }
         } else {
             self.role_data(req);

@@ -8,6 +8,9 @@
 //! "request_id"?, "not_answering"?}` with 400 `invalid_request`, 404 `not_found`,
 //! 500 `executor_error`/`executor_panic`, 502 `unreachable`, 503 `not_ready`, 504 `timeout`.
 
+// Rocket responders are returned by value; an error body of 128 bytes on an error path is fine.
+#![allow(clippy::result_large_err)]
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
