@@ -190,6 +190,8 @@ async fn ready_and_status_routes() {
     assert_eq!(ready.status().as_u16(), 200);
     let status: serde_json::Value = flow.http.get(format!("{}/status", flow.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["peas"], json!(["a/head", "a/shard-0", "a/shard-1", "a/tail"]));
+    let spec: serde_json::Value = flow.http.get(format!("{}/openapi.json", flow.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["info"]["title"], "jinad gateway");
     let started = Instant::now();
     assert_eq!(flow.stop(), Some(0), "Ctrl-C stops the flow cleanly");
     assert!(started.elapsed() < Duration::from_secs(10));

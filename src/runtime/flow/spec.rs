@@ -1,6 +1,8 @@
 //! The Flow YAML: parsed strictly (unknown keys are errors, with their line), then checked as a
 //! whole (names, `uses`, `needs` as a DAG) with errors that name the field.
 //!
+//! `${{ ENV.NAME }}` anywhere is replaced by the environment variable (an unset one is an error).
+//!
 //! ```yaml
 //! jtype: Flow
 //! version: '1'
@@ -146,6 +148,8 @@ impl FlowSpec {
 
     /// Parses `text`; relative paths are taken from `base` (the YAML file's directory).
     pub fn parse(text: &str, base: &Path) -> Result<Self, FlowError> {
+        let expanded = expand_env(text)?;
+        let text = expanded.as_str();
         let yaml: FlowYaml = yaml_serde::from_str(text).map_err(|e| FlowError(e.to_string()))?;
         match yaml.jtype.as_deref() {
             Some("Flow") => {}
@@ -280,6 +284,29 @@ impl FlowSpec {
     }
 }
 
+/// Replaces every `${{ ENV.NAME }}` (Jina's syntax) by the variable's value from this process's
+/// environment; an unset variable is an error naming its line.
+fn expand_env(text: &str) -> Result<String, FlowError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let line = text[..text.len() - rest.len() + start].matches('\n').count() + 1;
+        let after = &rest[start + 3..];
+        let end = after.find("}}").ok_or_else(|| FlowError(format!("line {line}: `${{{{` without a closing `}}}}`")))?;
+        let expr = after[..end].trim();
+        let name = expr
+            .strip_prefix("ENV.")
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or_else(|| FlowError(format!("line {line}: `${{{{ {expr} }}}}`: only `${{{{ ENV.NAME }}}}` is supported")))?;
+        let value = std::env::var(name).map_err(|_| FlowError(format!("line {line}: the environment variable {name} is not set")))?;
+        out.push_str(&value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// `path` prefixed with the line of `field` in the `i`-th executor, when the YAML is in block style
 /// (the usual one): `line 7, executors[1] (b).needs`. YAML and type errors carry their line from
 /// the parser; this gives the checks made after parsing a line too.
@@ -374,6 +401,17 @@ mod tests {
         assert_eq!(f.pods[2].workspace, Path::new("/flows/workspace/c"));
         let pos = |i| f.order.iter().position(|&x| x == i).unwrap();
         assert!(pos(0) < pos(1) && pos(1) < pos(2));
+    }
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        std::env::set_var("JINAD_TEST_DIM", "12");
+        let f = parse("jtype: Flow\nexecutors:\n  - uses: HashEncoder\n    with: {dim: ${{ ENV.JINAD_TEST_DIM }}}\n").unwrap();
+        assert_eq!(f.pods[0].executor, ExecutorSpec::parse("HashEncoder", &serde_json::from_str(r#"{"dim": 12}"#).unwrap()).unwrap());
+        let e = parse("jtype: Flow\nexecutors:\n  - name: ${{ ENV.JINAD_TEST_SURELY_UNSET }}\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("JINAD_TEST_SURELY_UNSET"), "{e}");
+        assert!(parse("jtype: Flow\nexecutors:\n  - name: ${{ HOME }}\n").unwrap_err().contains("ENV.NAME"));
+        assert!(parse("jtype: Flow\nexecutors:\n  - name: ${{ ENV.X\n").unwrap_err().contains("closing"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `openapi/gateway.json`):
 //! - `POST /post` `{"endpoint": "/index", "data": [docs], "parameters": {}}` (`execEndpoint` accepted);
 //! - `POST /index`, `/search`, `/update`, `/delete` `{"data", "parameters"}`;
-//! - `GET /ready` (200 once every pea answered, else 503), `GET /status`.
+//! - `GET /ready` (200 once every pea answered, else 503), `GET /status`, `GET /openapi.json`.
 //!
 //! Answers: 200 `{"request_id", "endpoint", "data", "routes"}`; errors `{"code", "message", "pea"?,
 //! "request_id"?, "not_answering"?}` with 400 `invalid_request`, 404 `not_found`,
@@ -190,6 +190,12 @@ fn status(d: &State<Arc<Dispatcher>>) -> Json<GatewayStatus> {
     })
 }
 
+/// The gateway's own OpenAPI document, for client generators pointed at a running Flow.
+#[get("/openapi.json")]
+fn openapi() -> (rocket::http::ContentType, String) {
+    (rocket::http::ContentType::JSON, openapi_json())
+}
+
 #[catch(default)]
 fn catch_all(status: Status, req: &Request<'_>) -> Json<ErrorBody> {
     let code = match status.code {
@@ -233,6 +239,6 @@ pub fn rocket(dispatcher: Arc<Dispatcher>, host: IpAddr, port: u16) -> Rocket<Bu
         .merge(("ident", concat!("jinad-gateway/", env!("CARGO_PKG_VERSION"))));
     rocket::custom(figment)
         .manage(dispatcher)
-        .mount("/", routes![post, index, search, update, delete, ready, status])
+        .mount("/", routes![post, index, search, update, delete, ready, status, openapi])
         .register("/", catchers![catch_all])
 }
