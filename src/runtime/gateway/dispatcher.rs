@@ -18,6 +18,15 @@ use crate::runtime::join;
 use crate::runtime::message::{ControlRequest, DataRequest};
 use crate::runtime::sockets::{self, SocketError, Target};
 
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("cannot start the gateway's collector thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Why a request did not get documents back.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -70,7 +79,7 @@ impl Dispatcher {
     }
 
     /// Connects to the entry pods and starts collecting answers on `returns` (bound at `reply_to`).
-    pub fn start(plan: GatewayPlan, returns: zmq::Socket, reply_to: String) -> Result<Self, SocketError> {
+    pub fn start(plan: GatewayPlan, returns: zmq::Socket, reply_to: String) -> Result<Self, StartError> {
         let entries = plan.entries.iter().map(|(n, a)| Target::connect(n, a)).collect::<Result<Vec<_>, _>>()?;
         let pending: PendingMap = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -79,7 +88,7 @@ impl Dispatcher {
             std::thread::Builder::new()
                 .name("gateway-collector".into())
                 .spawn(move || collect(returns, pending, leaves, stop))
-                .map_err(|_| SocketError::Zmq { action: "start the collector thread for", addr: reply_to.clone(), source: zmq::Error::EMFILE })?
+                .map_err(StartError::Thread)?
         };
         Ok(Dispatcher {
             entries: Arc::new(Mutex::new(entries)),
