@@ -189,7 +189,15 @@ async fn ready_and_status_routes() {
     let ready = flow.http.get(format!("{}/ready", flow.url)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     let status: serde_json::Value = flow.http.get(format!("{}/status", flow.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(status["peas"], json!(["a/head", "a/shard-0", "a/shard-1", "a/tail"]));
+    let names: Vec<&str> = status["peas"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a/head", "a/shard-0", "a/shard-1", "a/tail"]);
+    assert!(status["peas"].as_array().unwrap().iter().all(|p| p["answering"] == true), "{status}");
+    assert_eq!(status["peas"][0]["role"], "head");
+    let (code, _) = flow.post("/search", json!({"data": [{"id": "q"}]})).await;
+    assert_eq!(code, 200);
+    let status: serde_json::Value = flow.http.get(format!("{}/status", flow.url)).send().await.unwrap().json().await.unwrap();
+    let processed: Vec<u64> = status["peas"].as_array().unwrap().iter().map(|p| p["processed"].as_u64().unwrap()).collect();
+    assert_eq!(processed, [1, 1, 1, 2], "/search polls both shards; the tail got two parts: {status}");
     let spec: serde_json::Value = flow.http.get(format!("{}/openapi.json", flow.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(spec["info"]["title"], "jinad gateway");
     let started = Instant::now();

@@ -90,6 +90,7 @@ async fn pod_and_gateway_processes_serve_and_a_killed_pea_gives_an_error_not_a_h
         behind_gateway("pod", "enc", &["--uses", "HashEncoder", "--with", r#"{"dim": 4}"#, "--replicas", "2"], 2000).await;
     let status: Value = http.get(format!("{url}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["ready"], true, "{status}");
+    assert_eq!(status["peas"], json!([{"name": "p", "answering": true, "role": "pod", "processed": 0}]), "the pod's supervisor answers for it");
 
     let answer: Value = http.post(format!("{url}/index")).json(&json!({"data": [{"text": "a b c"}]})).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(4), "{answer}");

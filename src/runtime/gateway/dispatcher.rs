@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::runtime::document::Document;
 use crate::runtime::join;
-use crate::runtime::message::{ControlRequest, DataRequest};
+use crate::runtime::message::{ControlReply, ControlRequest, DataRequest};
 use crate::runtime::sockets::{self, SocketError, Target};
 
 /// Why the gateway could not start.
@@ -122,10 +122,6 @@ impl Dispatcher {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    pub fn pea_names(&self) -> Vec<&str> {
-        self.peas.iter().map(|(n, _)| n.as_str()).collect()
-    }
-
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(handle) = self.collector.lock().ok().and_then(|mut c| c.take()) {
@@ -210,19 +206,24 @@ impl Dispatcher {
         .map_err(|_| "gateway".to_string())?
     }
 
-    async fn silent_peas(&self) -> Vec<String> {
+    /// Asks every pea for its status at once (300 ms each, in parallel): (name, its reply or none).
+    pub async fn probe_peas(&self) -> Vec<(String, Option<ControlReply>)> {
         let peas = self.peas.clone();
         tokio::task::spawn_blocking(move || {
             std::thread::scope(|s| {
                 let probes: Vec<_> = peas
                     .iter()
-                    .map(|(name, ctrl)| s.spawn(move || (name, sockets::control(ctrl, ControlRequest::Status, Duration::from_millis(300)).is_ok())))
+                    .map(|(name, ctrl)| s.spawn(move || (name.clone(), sockets::control(ctrl, ControlRequest::Status, Duration::from_millis(300)).ok())))
                     .collect();
-                probes.into_iter().filter_map(|p| p.join().ok()).filter(|(_, ok)| !ok).map(|(n, _)| n.clone()).collect()
+                probes.into_iter().filter_map(|p| p.join().ok()).collect()
             })
         })
         .await
         .unwrap_or_default()
+    }
+
+    async fn silent_peas(&self) -> Vec<String> {
+        self.probe_peas().await.into_iter().filter(|(_, reply)| reply.is_none()).map(|(name, _)| name).collect()
     }
 }
 

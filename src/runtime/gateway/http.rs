@@ -91,7 +91,21 @@ pub struct GatewayStatus {
     version: String,
     /// Requests sent into the Flow and not answered yet.
     pending: usize,
-    peas: Vec<String>,
+    /// Every pea (and head, tail) behind this gateway, as it answered a status probe just now.
+    peas: Vec<PeaStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeaStatus {
+    name: String,
+    /// False when it did not answer within 300 ms.
+    answering: bool,
+    /// `pea`, `head`, `tail`, or `pod` (a `jinad pod` process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    /// Requests it handled so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processed: Option<u64>,
 }
 
 fn error(status: Status, code: &str, message: impl Into<String>) -> Custom<Json<ErrorBody>> {
@@ -178,16 +192,22 @@ fn ready(d: &State<Arc<Dispatcher>>) -> Result<Json<Readiness>, Custom<Json<Erro
     }
 }
 
-/// Readiness, version, requests in flight and the peas behind this gateway.
+/// Readiness, version, requests in flight, and every pea as it answers a status probe now.
 #[utoipa::path(get, path = "/status", tag = "status", responses((status = 200, description = "Gateway status", body = GatewayStatus)))]
 #[get("/status")]
-fn status(d: &State<Arc<Dispatcher>>) -> Json<GatewayStatus> {
-    Json(GatewayStatus {
-        ready: d.is_ready(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        pending: d.pending(),
-        peas: d.pea_names().into_iter().map(str::to_string).collect(),
-    })
+async fn status(d: &State<Arc<Dispatcher>>) -> Json<GatewayStatus> {
+    let peas = d
+        .probe_peas()
+        .await
+        .into_iter()
+        .map(|(name, reply)| PeaStatus {
+            name,
+            answering: reply.is_some(),
+            role: reply.as_ref().map(|r| r.role.clone()),
+            processed: reply.map(|r| r.processed),
+        })
+        .collect();
+    Json(GatewayStatus { ready: d.is_ready(), version: env!("CARGO_PKG_VERSION").into(), pending: d.pending(), peas })
 }
 
 /// The gateway's own OpenAPI document, for client generators pointed at a running Flow.
