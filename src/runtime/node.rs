@@ -7,6 +7,7 @@
 //! A request that cannot be delivered goes back to the gateway (`reply_to`) as an error naming the
 //! node that could not be reached, so the client gets an answer instead of a hang.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
@@ -37,7 +38,7 @@ pub fn bind(in_addr: &str, ctrl_addr: &str) -> Result<Bound, SocketError> {
 pub enum Role {
     Pea { executor: Box<dyn Executor>, pod: String, outputs: Vec<Target> },
     Head { polling: Polling, shards: Vec<Vec<Target>>, next_shard: usize, next_replica: Vec<usize>, tail: Target },
-    Tail { polling: Polling, shards: usize, joiner: Joiner, outputs: Vec<Target> },
+    Tail { polling: Polling, shards: usize, outputs: Vec<Target> },
 }
 
 impl Role {
@@ -55,7 +56,8 @@ pub struct Node {
     role: Role,
     bound: Bound,
     processed: u64,
-    /// Parts each request arrives in (the pod's `needs`), joined before the role sees it.
+    /// Parts each request arrives in (the pod's `needs`), joined before the role sees it; a tail
+    /// expects one part per shard or one, by polling.
     needs: usize,
     joiner: Joiner,
     /// PUSH sockets to gateways' return addresses, for requests that cannot go on.
@@ -75,6 +77,10 @@ impl Node {
 
     pub fn in_addr(&self) -> &str {
         &self.bound.in_addr
+    }
+
+    pub fn ctrl_addr(&self) -> &str {
+        &self.bound.ctrl_addr
     }
 
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
@@ -151,16 +157,23 @@ impl Node {
             }
         };
         self.processed += 1;
-        if !matches!(self.role, Role::Tail { .. }) && self.needs > 1 {
-            if let Some(joined) = self.joiner.add(req, self.needs) {
-                self.role_data(joined);
-            }
-        } else {
-            self.role_data(req);
+        let expected = match &self.role {
+            Role::Tail { polling, shards, .. } => match polling.mode(&req.endpoint) {
+                PollMode::All => *shards,
+                PollMode::Any => 1,
+            },
+            _ => self.needs,
+        };
+        if expected <= 1 {
+            // A whole request: heads and tails pass on the frame they got instead of encoding it again.
+            self.role_data(req, Some(frame));
+        } else if let Some(joined) = self.joiner.add(req, expected) {
+            self.role_data(joined, None);
         }
     }
 
-    fn role_data(&mut self, req: DataRequest) {
+    /// `frame` is `req` as received, when `req` is exactly that (not a merge of parts).
+    fn role_data(&mut self, req: DataRequest, frame: Option<&[u8]>) {
         match &mut self.role {
             Role::Pea { executor, pod, outputs } => {
                 let mut req = req;
@@ -177,10 +190,13 @@ impl Node {
                 }
                 req.routes.push(self.name.clone());
                 let outputs: &[Target] = outputs;
-                forward(&self.name, &mut self.reply_sockets, outputs, req);
+                forward(&self.name, &mut self.reply_sockets, outputs, req, None);
             }
             Role::Head { polling, shards, next_shard, next_replica, tail } => {
-                let Ok(frame) = req.to_frame() else { return };
+                let frame = match encoded(&req, frame) {
+                    Ok(frame) => frame,
+                    Err(e) => return warn!(node = %self.name, "cannot encode request {}: {e}", req.request_id),
+                };
                 let chosen: Vec<usize> = match polling.mode(&req.endpoint) {
                     PollMode::All => (0..shards.len()).collect(),
                     PollMode::Any => {
@@ -194,19 +210,13 @@ impl Node {
                         let mut failed = req.clone();
                         failed.fail(&unreached, "unreachable", format!("{unreached} is not reachable"));
                         let tail: &Target = tail;
-                        forward(&self.name, &mut self.reply_sockets, std::slice::from_ref(tail), failed);
+                        forward(&self.name, &mut self.reply_sockets, std::slice::from_ref(tail), failed, None);
                     }
                 }
             }
-            Role::Tail { polling, shards, joiner, outputs } => {
-                let expected = match polling.mode(&req.endpoint) {
-                    PollMode::All => *shards,
-                    PollMode::Any => 1,
-                };
-                if let Some(req) = joiner.add(req, expected) {
-                    let outputs: &[Target] = outputs;
-                    forward(&self.name, &mut self.reply_sockets, outputs, req);
-                }
+            Role::Tail { outputs, .. } => {
+                let outputs: &[Target] = outputs;
+                forward(&self.name, &mut self.reply_sockets, outputs, req, frame);
             }
         }
     }
@@ -228,14 +238,20 @@ fn send_to_replica(replicas: &[Target], next: &mut usize, frame: &[u8]) -> Resul
     target.send(frame).map_err(|_| target.name.clone())
 }
 
-/// Sends `req` to every output; a send that fails returns the request to its gateway as an error.
-fn forward(me: &str, reply_sockets: &mut HashMap<String, Target>, outputs: &[Target], req: DataRequest) {
-    let frame = match req.to_frame() {
+/// `req` as a frame: the one it arrived in when there is one, else freshly encoded.
+fn encoded<'a>(req: &DataRequest, frame: Option<&'a [u8]>) -> Result<Cow<'a, [u8]>, message::WireError> {
+    match frame {
+        Some(frame) => Ok(Cow::Borrowed(frame)),
+        None => req.to_frame().map(Cow::Owned),
+    }
+}
+
+/// Sends `req` (already encoded as `frame`, or encoded here) to every output; a send that fails
+/// returns the request to its gateway as an error.
+fn forward(me: &str, reply_sockets: &mut HashMap<String, Target>, outputs: &[Target], req: DataRequest, frame: Option<&[u8]>) {
+    let frame = match encoded(&req, frame) {
         Ok(frame) => frame,
-        Err(e) => {
-            warn!(node = me, "cannot encode request {}: {e}", req.request_id);
-            return;
-        }
+        Err(e) => return warn!(node = me, "cannot encode request {}: {e}", req.request_id),
     };
     for target in outputs {
         if target.send(&frame).is_ok() {

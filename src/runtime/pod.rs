@@ -9,7 +9,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::executor::{ExecutorContext, ExecutorSpec};
-use super::join::Joiner;
 use super::message::ControlRequest;
 use super::node::{self, Node, Role};
 use super::polling::Polling;
@@ -112,7 +111,6 @@ pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, o
         outs.iter().map(|o| Target::connect(&o.name, &o.addr).map_err(sock)).collect()
     };
     let mut nodes: Vec<Node> = Vec::new();
-    let mut control = Vec::new();
     let peas = spec.pea_names();
 
     let single = peas.len() == 1;
@@ -139,7 +137,6 @@ pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, o
         if !single {
             shard_targets[*shard].push(Target::connect(name, &bound.in_addr).map_err(sock)?);
         }
-        control.push((name.clone(), bound.ctrl_addr.clone()));
         // Inside a sharded pod the head joins the pod's `needs`; a lone pea joins them itself.
         let needs = if single { spec.needs } else { 1 };
         let role = Role::Pea { executor, pod: spec.name.clone(), outputs: connect(&pea_outputs)? };
@@ -159,10 +156,8 @@ pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, o
             next_shard: spec.shards - 1,
             tail: Target::connect(&tail_name, &tail.in_addr).map_err(sock)?,
         };
-        control.insert(0, (head_name.clone(), head.ctrl_addr.clone()));
         nodes.push(Node::new(&head_name, head_role, head).joining(spec.needs));
-        let tail_role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, joiner: Joiner::default(), outputs: connect(outputs)? };
-        control.push((tail_name.clone(), tail.ctrl_addr.clone()));
+        let tail_role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, outputs: connect(outputs)? };
         nodes.extend(pea_nodes);
         nodes.push(Node::new(&tail_name, tail_role, tail));
     } else {
@@ -170,6 +165,8 @@ pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, o
         nodes.extend(pea_nodes);
     }
 
+    // Head first, then the peas, then the tail: the order `stop` terminates them in.
+    let control: Vec<(String, String)> = nodes.iter().map(|n| (n.name.clone(), n.ctrl_addr().to_string())).collect();
     let mut handles = Vec::new();
     for node in nodes {
         let name = node.name.clone();
