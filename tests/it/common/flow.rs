@@ -1,7 +1,7 @@
 //! Real `jinad flow`, `jinad pea`/`pod` and `jinad gateway` processes for the runtime tests.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -155,8 +155,4 @@ pub fn match_ids(answer: &Value, doc: usize) -> Vec<String> {
 
 pub fn routes(answer: &Value) -> Vec<String> {
     answer["routes"].as_array().map(|r| r.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
-}
-
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
 }
