@@ -32,9 +32,8 @@ debootstrap --variant=minbase \
 
 # Slim the tree: apt lists and caches are not needed at run time.
 rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb
-# Debian marks its Python as externally managed (PEP 668); a container image is the environment,
-# so let `pip install -r requirements.txt` work as it does in the official python images.
-rm -f "$ROOT"/usr/lib/python3*/EXTERNALLY-MANAGED
+# Debian's Python stays marked "externally managed" (PEP 668), as on any stock Debian/Ubuntu base:
+# jinad's runtime image installs requirements into its own virtual environment, not the system's.
 ln -sf python3 "$ROOT/usr/bin/python"
 [ -e "$ROOT/usr/bin/pip" ] || ln -sf pip3 "$ROOT/usr/bin/pip"
 

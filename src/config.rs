@@ -69,6 +69,22 @@ pub struct Config {
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
 
+    /// Most parts (files) one multipart upload may have.
+    #[arg(long, env = "JINAD_MAX_UPLOAD_PARTS", default_value_t = 1000)]
+    pub max_upload_parts: usize,
+
+    /// Largest build log kept per workspace; above it the head and the tail are kept.
+    #[arg(long, env = "JINAD_MAX_BUILD_LOG", default_value = "4MiB", value_parser = parse_size)]
+    pub max_build_log: u64,
+
+    /// IPv4 range the workspace networks get their subnets from (Docker's default pools hold ~30).
+    #[arg(long, env = "JINAD_NETWORK_POOL", default_value = "10.200.0.0/14")]
+    pub network_pool: String,
+
+    /// Prefix length of each workspace subnet cut from `--network-pool` (24: 254 addresses each).
+    #[arg(long, env = "JINAD_NETWORK_PREFIX", default_value_t = 24)]
+    pub network_prefix: u8,
+
     /// How many builds and deletions run at once.
     #[arg(long, env = "JINAD_WORKERS", default_value_t = 2)]
     pub workers: usize,
@@ -90,6 +106,10 @@ impl Config {
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
+    }
+    /// The network pool, checked.
+    pub fn network_pool(&self) -> Result<crate::network_pool::Pool, String> {
+        crate::network_pool::Pool::new(&self.network_pool, self.network_prefix).map_err(|e| format!("--network-pool: {e}"))
     }
 }
 

@@ -10,65 +10,93 @@ use utoipa::ToSchema;
 use crate::ids::InvalidId;
 use crate::store::StoreError;
 
-/// Every error code the API can answer with, and its HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    BadRequest,
-    InvalidId,
-    NotFound,
-    WorkspaceNotFound,
-    NoFiles,
-    InvalidFilename,
-    UploadTooLarge,
-    ArchiveTooLarge,
-    InvalidArchive,
-    UnsafeArchivePath,
-    UnsafeArchiveLink,
-    UnsafeArchiveEntry,
-    WorkspaceBusy,
-    InvalidStateTransition,
-    UnprocessableEntity,
-    DockerUnavailable,
-    Internal,
+/// Defines [`Code`] from one table: each row is a variant, its stable snake_case name, the HTTP
+/// status it answers with (`None` for codes that only ever appear on a FAILED row) and its meaning.
+/// The OpenAPI descriptions ([`describe`]), the `ErrorBody.code` enum and README's table all come
+/// from here.
+macro_rules! error_codes {
+    ($( $variant:ident = $name:literal, $status:expr, $doc:literal; )*) => {
+        /// Every error code: of an error response, or of a FAILED row (`error_code`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum Code {
+            $( #[doc = $doc] #[serde(rename = $name)] $variant, )*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            /// The HTTP status of an error response with this code; `None` for row-only codes.
+            pub fn http_status(self) -> Option<u16> {
+                match self { $(Code::$variant => $status,)* }
+            }
+
+            /// What the code means.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Code::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BadRequest = "bad_request", Some(400), "The request is malformed (bad multipart body, bad query).";
+    InvalidId = "invalid_id", Some(400), "The id is not `<kind>-<uuid>` (or a bare uuid).";
+    NoFiles = "no_files", Some(400), "The upload has no part in the `files` field.";
+    TooManyParts = "too_many_parts", Some(400), "The upload has more parts than `--max-upload-parts`.";
+    InvalidFilename = "invalid_filename", Some(400), "A file name is empty, absolute, has `..`, or clashes with a directory.";
+    InvalidArchive = "invalid_archive", Some(400), "An archive cannot be read.";
+    UnsafeArchivePath = "unsafe_archive_path", Some(400), "An archive entry is absolute or has `..`.";
+    UnsafeArchiveLink = "unsafe_archive_link", Some(400), "A symlink points outside the workspace, dangles, or a path goes through one.";
+    UnsafeArchiveEntry = "unsafe_archive_entry", Some(400), "An archive holds a device file, FIFO, socket or sparse file.";
+    ArchiveTooLarge = "archive_too_large", Some(400), "The upload unpacks to more bytes or files than allowed.";
+    NotFound = "not_found", Some(404), "No such route.";
+    WorkspaceNotFound = "workspace_not_found", Some(404), "No workspace with this id.";
+    MethodNotAllowed = "method_not_allowed", Some(405), "The path exists but not with this method (see `Allow`).";
+    WorkspaceBusy = "workspace_busy", Some(409), "A build of this workspace is running.";
+    InvalidStateTransition = "invalid_state_transition", Some(409), "The request does not apply in the row's state.";
+    UploadTooLarge = "upload_too_large", Some(413), "The request body is larger than `--max-upload-size`.";
+    UnprocessableEntity = "unprocessable_entity", Some(422), "The body is well-formed but not what the route takes.";
+    Internal = "internal", Some(500), "A bug or an unexpected local error; details are in the daemon's log.";
+    InvalidJinad = "invalid_jinad", None, "Build: the `.jinad` file has an unknown key or a bad value.";
+    InvalidRequirements = "invalid_requirements", None, "Build: `requirements.txt` names a local file that is missing or outside the workspace.";
+    DockerfileNotFound = "dockerfile_not_found", None, "Build: the Dockerfile `.jinad` names is missing or outside the workspace.";
+    BaseImageNotFound = "base_image_not_found", None, "Build: the base image is not on the engine (no registry is used).";
+    BuildFailed = "build_failed", None, "Build: a Dockerfile step failed; `error_message` is the engine's error, the log has the rest.";
+    NetworkPoolExhausted = "network_pool_exhausted", None, "Build: every subnet of `--network-pool` is in use.";
+    DockerError = "docker_error", None, "The engine refused a request; `error_message` is its answer.";
+    DeleteFailed = "delete_failed", None, "Delete: something the workspace owns cannot be removed; `error_message` says what.";
 }
 
 impl Code {
     pub fn status(self) -> Status {
-        use Code::*;
-        match self {
-            BadRequest | InvalidId | NoFiles | InvalidFilename | ArchiveTooLarge | InvalidArchive
-            | UnsafeArchivePath | UnsafeArchiveLink | UnsafeArchiveEntry => Status::BadRequest,
-            NotFound | WorkspaceNotFound => Status::NotFound,
-            UploadTooLarge => Status::PayloadTooLarge,
-            WorkspaceBusy | InvalidStateTransition => Status::Conflict,
-            UnprocessableEntity => Status::UnprocessableEntity,
-            DockerUnavailable => Status::ServiceUnavailable,
-            Internal => Status::InternalServerError,
-        }
+        Status::from_code(self.http_status().unwrap_or(500)).unwrap_or(Status::InternalServerError)
     }
+}
 
-    pub fn as_str(self) -> &'static str {
-        use Code::*;
-        match self {
-            BadRequest => "bad_request",
-            InvalidId => "invalid_id",
-            NotFound => "not_found",
-            WorkspaceNotFound => "workspace_not_found",
-            NoFiles => "no_files",
-            InvalidFilename => "invalid_filename",
-            UploadTooLarge => "upload_too_large",
-            ArchiveTooLarge => "archive_too_large",
-            InvalidArchive => "invalid_archive",
-            UnsafeArchivePath => "unsafe_archive_path",
-            UnsafeArchiveLink => "unsafe_archive_link",
-            UnsafeArchiveEntry => "unsafe_archive_entry",
-            WorkspaceBusy => "workspace_busy",
-            InvalidStateTransition => "invalid_state_transition",
-            UnprocessableEntity => "unprocessable_entity",
-            DockerUnavailable => "docker_unavailable",
-            Internal => "internal",
-        }
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
+}
+
+/// An OpenAPI response description: `summary` and the codes it may carry, from the table.
+pub fn describe(summary: &str, codes: &[Code]) -> String {
+    let list: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
+    format!("{summary}: {}", list.join(", "))
+}
+
+/// README's error table (a test checks README holds exactly this).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| code | status | meaning |\n|---|---|---|\n");
+    for code in Code::ALL {
+        let status = code.http_status().map_or("row".to_string(), |s| s.to_string());
+        out.push_str(&format!("| `{}` | {status} | {} |\n", code.as_str(), code.meaning()));
+    }
+    out
 }
 
 /// The body of every error response.
@@ -76,7 +104,7 @@ impl Code {
 #[schema(example = json!({"code": "workspace_not_found", "message": "jworkspace-6b3f0b0e-6a57-4f6e-a0f5-0b8e6b1d2c3a not found"}))]
 pub struct ErrorBody {
     /// Stable, machine-readable, snake_case.
-    pub code: String,
+    pub code: Code,
     /// For humans; may change between versions.
     pub message: String,
 }
@@ -85,11 +113,13 @@ pub struct ErrorBody {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), allow: None }
     }
 
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
@@ -98,7 +128,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.as_str().into(), message: self.message.clone() }
+        ErrorBody { code: self.code, message: self.message.clone() }
     }
 }
 
@@ -141,6 +171,9 @@ impl<'r> Responder<'r, 'static> for ApiError {
         let json = serde_json::to_string(&self.body()).map_err(|_| Status::InternalServerError)?;
         let mut response = (ContentType::JSON, json).respond_to(request)?;
         response.set_status(self.code.status());
+        if let Some(allow) = self.allow {
+            response.set_header(rocket::http::Header::new("Allow", allow));
+        }
         Ok(response)
     }
 }
@@ -159,6 +192,7 @@ impl From<crate::workspace::WorkspaceError> for ApiError {
             W::Io(io) => return ApiError::internal("workspace files", io),
             W::Upload(UploadError::NoFiles) => Code::NoFiles,
             W::Upload(UploadError::InvalidFilename(_) | UploadError::Clash { .. }) => Code::InvalidFilename,
+            W::Upload(UploadError::BadLink { .. } | UploadError::ThroughLink { .. }) => Code::UnsafeArchiveLink,
             W::Upload(UploadError::Unpack(unpack)) => match unpack {
                 UnpackError::UnsafePath { .. } => Code::UnsafeArchivePath,
                 UnpackError::UnsafeLink { .. } => Code::UnsafeArchiveLink,

@@ -1,10 +1,18 @@
 //! Reconciliation: make the rows and what the Docker engine really has agree. Runs before the API
 //! serves and then every `--reconcile-interval` seconds.
 //!
-//! - ACTIVE workspaces whose image or network is gone are queued for a rebuild (PENDING).
-//! - Objects labelled with this daemon's id whose row is gone are removed, and so are workspace
-//!   images no row uses (left by a crash mid-build or by a rebuild, which moves the tag).
-//! - Objects of other daemons are never touched. PENDING and DELETING rows are the workers' business.
+//! - ACTIVE workspaces whose tag no longer names their image, or whose network is gone, are queued
+//!   for a rebuild (PENDING).
+//! - Objects of this daemon whose row is gone are removed: containers and networks by their
+//!   `jinad.workspace`/`jinad.id` label, images by untagging the `jworkspace:<uuid>` tag of a gone
+//!   row (the image itself goes with its last tag), and images of a project Dockerfile that an
+//!   earlier build of a settled row left behind.
+//! - Never touched: objects of other daemons; anything of a row that is PENDING or DELETING, or
+//!   whose lock someone holds (a worker, an upload): each row is looked at under its lock, taken
+//!   with `try_lock`, so a busy row is skipped for this round; untagged images no row names (the
+//!   intermediate layers of a build that is running, the shared build cache).
+//! - An engine error on one object is recorded and the round goes on; only an unreachable engine
+//!   ends it early.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +30,10 @@ pub struct Report {
     pub removed_images: usize,
     pub removed_networks: usize,
     pub removed_containers: usize,
+    /// Rows skipped because someone was acting on them.
+    pub skipped_busy: usize,
+    /// Engine errors on single objects (the round went on).
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,48 +44,107 @@ pub enum ReconcileError {
     Store(#[from] crate::store::StoreError),
 }
 
-pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
-    let engine = &daemon.engine;
-    let store = &daemon.store;
-    let mut report = Report::default();
+/// An engine error on one object: the round goes on, unless the engine is unreachable.
+fn record(report: &mut Report, what: &str, e: DockerError) -> Result<(), ReconcileError> {
+    if e.is_retryable() {
+        return Err(e.into());
+    }
+    tracing::warn!("reconcile: {what}: {e}");
+    report.errors.push(format!("{what}: {e}"));
+    Ok(())
+}
 
-    for row in store.workspaces_in(&[State::Active]).await? {
-        let Some(id) = row.object_id() else { continue };
-        let image_ok = match row.image_id.as_deref() {
-            Some(image) => engine.image_id(image).await?.is_some(),
-            None => false,
+pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
+    let mut report = Report::default();
+    check_active_rows(daemon, &mut report).await?;
+    remove_orphans(daemon, &mut report).await?;
+    Ok(report)
+}
+
+async fn check_active_rows(daemon: &Daemon, report: &mut Report) -> Result<(), ReconcileError> {
+    let (engine, store) = (&daemon.engine, &daemon.store);
+    for listed in store.workspaces_in(&[State::Active]).await? {
+        let Some(id) = listed.object_id() else { continue };
+        let Some(_row_lock) = daemon.row_locks.try_lock(id.as_str()) else {
+            report.skipped_busy += 1;
+            continue;
         };
+        // Read again under the lock: the listing may be stale.
+        let row = store.get_workspace(&id).await?;
+        if row.state != State::Active {
+            continue;
+        }
+        let tagged = engine.image_id(&id.image_tag()).await?;
+        let image_ok = tagged.is_some() && tagged == row.image_id;
         let network_ok = engine.network_id(id.as_str()).await?.is_some();
         if !(image_ok && network_ok) {
             let what = if image_ok { "network" } else { "image" };
             BuildLog::append(&daemon.config.logs_dir(), &id).note(&format!("reconcile: the {what} is gone; rebuilding"));
-            if store.transition_workspace(&id, State::Active, WorkspaceChange::Requeue { files: None }).await.is_ok() {
+            if store.transition_workspace(&id, row.seen(), WorkspaceChange::Requeue { files: None }).await.is_ok() {
                 report.requeued.push(id.to_string());
             }
         }
     }
+    Ok(())
+}
 
+async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), ReconcileError> {
+    let engine = &daemon.engine;
     for container in engine.own_containers(&[]).await? {
         let owner = container.labels.get(labels::WORKSPACE).cloned().unwrap_or_default();
-        if !store.workspace_exists(&owner).await? {
-            engine.remove_container(&container.docker_id).await?;
-            report.removed_containers += 1;
+        let Some(_lock) = daemon.row_locks.try_lock(&owner) else { continue };
+        if !daemon.store.workspace_exists(&owner).await? {
+            match engine.remove_container(&container.docker_id).await {
+                Ok(()) => report.removed_containers += 1,
+                Err(e) => record(report, &format!("container {}", container.name), e)?,
+            }
         }
     }
     for network in engine.own_networks(&[]).await? {
-        let Some(row_id) = network.row_id() else { continue };
-        if !store.workspace_exists(row_id).await? {
-            engine.remove_network(&network.docker_id).await?;
-            report.removed_networks += 1;
+        let Some(row_id) = network.row_id().map(str::to_string) else { continue };
+        let Some(_lock) = daemon.row_locks.try_lock(&row_id) else { continue };
+        if !daemon.store.workspace_exists(&row_id).await? {
+            match engine.remove_network(&network.docker_id).await {
+                Ok(()) => report.removed_networks += 1,
+                Err(e) => record(report, &format!("network {}", network.name), e)?,
+            }
         }
     }
-    report.removed_images = remove_stale_images(daemon).await?;
-    Ok(report)
+    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
+        // Tags first: the tag of a gone row goes; the image goes with its last tag.
+        for tag in &image.tags {
+            let Some(owner) = ObjectId::from_image_tag(tag) else { continue };
+            let Some(_lock) = daemon.row_locks.try_lock(owner.as_str()) else { continue };
+            if !daemon.store.workspace_exists(owner.as_str()).await? {
+                match engine.remove_image(tag).await {
+                    Ok(()) => report.removed_images += 1,
+                    Err(e) => record(report, &format!("image tag {tag}"), e)?,
+                }
+            }
+        }
+        // An untagged image a project Dockerfile built (labelled with its row): an earlier build.
+        let labelled = image.labels.get(labels::ID).and_then(|id| ObjectId::parse(Kind::Workspace, id).ok());
+        if let (Some(owner), true) = (labelled, image.tags.is_empty()) {
+            let Some(_lock) = daemon.row_locks.try_lock(owner.as_str()) else { continue };
+            let stale = match daemon.store.get_workspace(&owner).await {
+                Ok(row) => matches!(row.state, State::Active | State::Failed) && row.image_id.as_deref() != Some(image.docker_id.as_str()),
+                Err(crate::store::StoreError::NotFound(_)) => true,
+                Err(e) => return Err(e.into()),
+            };
+            if stale {
+                match engine.remove_image(&image.docker_id).await {
+                    Ok(()) => report.removed_images += 1,
+                    Err(e) => record(report, &format!("image {}", image.docker_id), e)?,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The workspaces an image belongs to: one per `jworkspace:<uuid>` tag (two workspaces with the
 /// same requirements and the same files get the same image), or, for images built from a
-/// project's own Dockerfile, its `jinad.id` label. Empty for a dangling image of an earlier build.
+/// project's own Dockerfile, its `jinad.id` label. Empty for an untagged layer (build cache).
 pub fn image_owners(image: &ManagedObject) -> Vec<ObjectId> {
     let mut owners: Vec<ObjectId> = image.tags.iter().filter_map(|t| ObjectId::from_image_tag(t)).collect();
     if let Some(id) = image.labels.get(labels::ID).and_then(|id| ObjectId::parse(Kind::Workspace, id).ok()) {
@@ -82,36 +153,6 @@ pub fn image_owners(image: &ManagedObject) -> Vec<ObjectId> {
         }
     }
     owners
-}
-
-/// Removes this daemon's workspace images that no settled row uses: images of deleted
-/// workspaces, and images of earlier builds (a rebuild moved the tag; a crash left one behind).
-/// An image a row still points at — even a PENDING row's previous build — is kept.
-pub async fn remove_stale_images(daemon: &Daemon) -> Result<usize, ReconcileError> {
-    let (engine, store) = (&daemon.engine, &daemon.store);
-    let rows = store.workspaces_in(&[State::Pending, State::Active, State::Failed, State::Deleting]).await?;
-    let in_use: std::collections::HashSet<&str> = rows.iter().filter_map(|r| r.image_id.as_deref()).collect();
-    let mut removed = 0;
-    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
-        if in_use.contains(image.docker_id.as_str()) {
-            continue;
-        }
-        // Stale when every owner is gone or settled on another image; a PENDING row's new image
-        // is tagged before the row records it, so it stays.
-        let stale = image_owners(&image).iter().all(|id| match rows.iter().find(|r| r.id == id.as_str()) {
-            None => true,
-            Some(row) => matches!(row.state, State::Active | State::Failed),
-        });
-        if stale {
-            match engine.remove_image(&image.docker_id, true).await {
-                Ok(()) => removed += 1,
-                Err(e @ DockerError::Unavailable(_)) => return Err(e.into()),
-                // In use by a container, say: it goes in a later round.
-                Err(e) => tracing::info!("stale image {} stays for now: {e}", image.docker_id),
-            }
-        }
-    }
-    Ok(removed)
 }
 
 /// Reconcile every `interval`, forever; an unreachable engine just skips a round.

@@ -11,6 +11,12 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let daemon = Daemon::open(config).await?;
     tracing::info!(daemon_id = %daemon.daemon_id, data_dir = %daemon.config.data_dir.display(), "starting");
 
+    // Before serving (no upload can be in flight): what uploads cut by a crash left behind.
+    match crate::workspace::sweep_leftovers(&daemon).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("swept {n} leftovers of interrupted uploads"),
+        Err(e) => tracing::warn!("cannot sweep leftovers of interrupted uploads: {e}"),
+    }
     // Before serving: make the rows agree with Docker. An unreachable engine does not stop the
     // daemon; rows wait in PENDING and the periodic pass catches up.
     match reconcile::reconcile(&daemon).await {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// `PENDING → ACTIVE | FAILED`; `ACTIVE | FAILED → PENDING` on an update; any live state → `DELETING`,
-/// after which the row disappears. `DELETING` exists because removing Docker objects is background
+/// after which the row disappears (or, if something cannot be removed, `FAILED` with the reason). `DELETING` exists because removing Docker objects is background
 /// work that must survive a restart like any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "UPPERCASE")]
@@ -39,6 +39,8 @@ impl State {
                 | (Active, Failed)
                 | (Failed, Pending)
                 | (Pending | Active | Failed, Deleting)
+                // A delete that cannot succeed says why; DELETE again retries it.
+                | (Deleting, Failed)
         )
     }
 }

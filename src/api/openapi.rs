@@ -17,7 +17,7 @@ use super::{status, workspaces};
         status::alive, status::status,
         workspaces::create, workspaces::list, workspaces::get_one, workspaces::update, workspaces::remove, workspaces::logs,
     ),
-    components(schemas(crate::error::ErrorBody, crate::state::State)),
+    components(schemas(crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId)),
     tags(
         (name = "status", description = "Liveness and daemon status"),
         (name = "workspaces", description = "Uploaded projects, their images and networks"),

@@ -12,16 +12,19 @@ use rocket::serde::json::Json;
 use rocket::{delete, get, post, put, routes, Request, Route, State as Managed};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::daemon::Daemon;
-use crate::error::{ApiError, ApiResult, Code, ErrorBody};
+use crate::error::{describe, ApiError, ApiResult, Code, ErrorBody};
 use crate::ids::{Kind, ObjectId};
 use crate::state::State;
 use crate::store::WorkspaceRow;
 use crate::workspace::jinad_file::JinadSettings;
 use crate::workspace::upload::UploadedPart;
 use crate::workspace::{self, UploadMode};
+
+/// The logs route sends the file in pieces of at most this many bytes.
+const LOG_CHUNK: usize = 64 * 1024;
 
 pub fn routes() -> Vec<Route> {
     routes![create, list, get_one, update, remove, logs]
@@ -70,6 +73,22 @@ impl From<WorkspaceRow> for WorkspaceView {
     }
 }
 
+/// A workspace id in the OpenAPI document: `jworkspace-<uuid>` (a bare uuid is accepted too, as
+/// in JinaD), with the pattern the handlers accept, so generated clients and fuzzers know it.
+pub struct WorkspaceId;
+
+impl utoipa::PartialSchema for WorkspaceId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^(jworkspace-)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))
+            .description(Some("`jworkspace-<uuid>`; a bare uuid is accepted too"))
+            .into()
+    }
+}
+
+impl ToSchema for WorkspaceId {}
+
 /// One uploaded file (any file; `.tar.gz`, `.tgz`, `.tar` and `.zip` archives are unpacked).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
@@ -86,20 +105,6 @@ pub struct UploadForm {
 #[derive(FromForm)]
 pub struct Upload<'r> {
     files: Vec<TempFile<'r>>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct CreateQuery {
-    /// Add the files to this workspace (created with this id if it does not exist).
-    #[allow(dead_code)]
-    id: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct LogsQuery {
-    /// Keep the response open and stream the log while the build runs.
-    #[allow(dead_code)]
-    follow: Option<bool>,
 }
 
 /// A JSON body with a status and a `Location` header.
@@ -122,6 +127,12 @@ fn located(status: Status, row: WorkspaceRow) -> Located {
     Located { status, location: format!("/workspaces/{}", row.id), body: row.into() }
 }
 
+/// What a bad upload answers with (400).
+const UPLOAD_ERRORS: &[Code] = &[
+    Code::BadRequest, Code::InvalidId, Code::NoFiles, Code::TooManyParts, Code::InvalidFilename, Code::InvalidArchive,
+    Code::UnsafeArchivePath, Code::UnsafeArchiveLink, Code::UnsafeArchiveEntry, Code::ArchiveTooLarge,
+];
+
 fn parse_id(text: &str) -> ApiResult<ObjectId> {
     Ok(ObjectId::parse(Kind::Workspace, text)?)
 }
@@ -142,6 +153,12 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Upload<'_>>, form::Er
         .prefix("upload-")
         .tempdir_in(daemon.config.tmp_dir())
         .map_err(|e| ApiError::internal("upload temp dir", e))?;
+    if upload.files.len() > daemon.config.max_upload_parts {
+        return Err(ApiError::new(
+            Code::TooManyParts,
+            format!("the upload has {} parts; at most {} are accepted", upload.files.len(), daemon.config.max_upload_parts),
+        ));
+    }
     let mut parts = Vec::with_capacity(upload.files.len());
     for (index, mut file) in upload.files.into_iter().enumerate() {
         let name = file
@@ -158,14 +175,15 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Upload<'_>>, form::Er
 
 /// Upload a project. Creates a workspace (201, PENDING) and queues its build; with `?id=` of an
 /// existing workspace, adds the files to it and rebuilds (200).
-#[utoipa::path(post, path = "/workspaces", tag = "workspaces", params(CreateQuery),
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", operation_id = "create_workspace",
+    params(("id" = Option<WorkspaceId>, Query, description = "Add the files to this workspace (created with this id if it does not exist)")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Workspace created; its build is queued", body = WorkspaceView),
         (status = 200, description = "Files added to the existing workspace; its rebuild is queued", body = WorkspaceView),
-        (status = 400, description = "Bad upload: `no_files`, `invalid_filename`, `invalid_archive`, `unsafe_archive_path`, `unsafe_archive_link`, `unsafe_archive_entry`, `archive_too_large`, `invalid_id`", body = ErrorBody),
-        (status = 409, description = "`workspace_busy`: a build of this workspace is running", body = ErrorBody),
-        (status = 413, description = "`upload_too_large`", body = ErrorBody)))]
+        (status = 400, description = describe("Bad upload", UPLOAD_ERRORS), body = ErrorBody),
+        (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
+        (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
 #[post("/workspaces?<id>", data = "<form>")]
 pub async fn create(daemon: &Managed<Arc<Daemon>>, id: Option<&str>, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
     let id = id.map(parse_id).transpose()?;
@@ -176,15 +194,15 @@ pub async fn create(daemon: &Managed<Arc<Daemon>>, id: Option<&str>, form: Resul
 }
 
 /// Add or replace files of a workspace and rebuild it.
-#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces",
-    params(("id" = String, Path, description = "Workspace id")),
+#[utoipa::path(put, path = "/workspaces/{id}", tag = "workspaces", operation_id = "update_workspace",
+    params(("id" = WorkspaceId, Path, description = "Workspace id")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Files stored; the rebuild is queued", body = WorkspaceView),
-        (status = 400, description = "Bad upload or id", body = ErrorBody),
-        (status = 404, description = "`workspace_not_found`", body = ErrorBody),
-        (status = 409, description = "`workspace_busy` or `invalid_state_transition` (being deleted)", body = ErrorBody),
-        (status = 413, description = "`upload_too_large`", body = ErrorBody)))]
+        (status = 400, description = describe("Bad upload", UPLOAD_ERRORS), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
+        (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
+        (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
 #[put("/workspaces/<id>", data = "<form>")]
 pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
     let id = parse_id(id)?;
@@ -195,7 +213,8 @@ pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<U
 }
 
 /// Every workspace, oldest first.
-#[utoipa::path(get, path = "/workspaces", tag = "workspaces", responses((status = 200, description = "All workspaces", body = Vec<WorkspaceView>)))]
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", operation_id = "list_workspaces",
+    responses((status = 200, description = "All workspaces", body = Vec<WorkspaceView>)))]
 #[get("/workspaces")]
 pub async fn list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<WorkspaceView>>> {
     let rows = daemon.store.list_workspaces().await?;
@@ -203,12 +222,12 @@ pub async fn list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<Workspace
 }
 
 /// One workspace: state, reason, image, network, files, settings, times.
-#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces",
-    params(("id" = String, Path, description = "Workspace id")),
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", operation_id = "get_workspace",
+    params(("id" = WorkspaceId, Path, description = "Workspace id")),
     responses(
         (status = 200, description = "The workspace", body = WorkspaceView),
-        (status = 400, description = "`invalid_id`", body = ErrorBody),
-        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+        (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[get("/workspaces/<id>")]
 pub async fn get_one(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<WorkspaceView>> {
     let id = parse_id(id)?;
@@ -217,12 +236,12 @@ pub async fn get_one(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<
 
 /// Delete a workspace: its containers, network, images, files and row (202, DELETING; the row
 /// disappears when everything is gone). Objects of other workspaces are never touched.
-#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces",
-    params(("id" = String, Path, description = "Workspace id")),
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", operation_id = "delete_workspace",
+    params(("id" = WorkspaceId, Path, description = "Workspace id")),
     responses(
         (status = 202, description = "Deletion queued", body = WorkspaceView),
-        (status = 400, description = "`invalid_id`", body = ErrorBody),
-        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+        (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[delete("/workspaces/<id>")]
 pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located> {
     let id = parse_id(id)?;
@@ -233,12 +252,14 @@ pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Locate
 
 /// The build log (plain text). With `follow=true` the response stays open and streams new lines
 /// until the build ends.
-#[utoipa::path(get, path = "/workspaces/{id}/logs", tag = "workspaces",
-    params(("id" = String, Path, description = "Workspace id"), LogsQuery),
+#[utoipa::path(get, path = "/workspaces/{id}/logs", tag = "workspaces", operation_id = "get_workspace_logs",
+    params(
+        ("id" = WorkspaceId, Path, description = "Workspace id"),
+        ("follow" = Option<bool>, Query, description = "Keep the response open and stream the log while the build runs")),
     responses(
         (status = 200, description = "The build log", content_type = "text/plain", body = String),
-        (status = 400, description = "`invalid_id`", body = ErrorBody),
-        (status = 404, description = "`workspace_not_found`", body = ErrorBody)))]
+        (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[get("/workspaces/<id>/logs?<follow>")]
 pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<bool>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
     let id = parse_id(id)?;
@@ -247,37 +268,38 @@ pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<bool>)
     let follow = follow.unwrap_or(false);
     let path = crate::build_log::path(&daemon.config.logs_dir(), &id);
     let stream = ByteStream! {
+        // Reads in chunks of at most LOG_CHUNK bytes; a rebuild truncates the file: start over.
         let mut offset = 0u64;
+        let mut last_round = false;
         loop {
-            // Read what is new since the last look; a rebuild truncates the file: start over.
             if let Ok(mut file) = tokio::fs::File::open(&path).await {
                 let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
                 if len < offset {
                     offset = 0;
                 }
-                if len > offset && file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
-                    let mut chunk = Vec::with_capacity((len - offset) as usize);
-                    if file.take(len - offset).read_to_end(&mut chunk).await.is_ok() {
-                        offset += chunk.len() as u64;
-                        yield chunk;
+                if file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
+                    let mut file = file.take(len - offset);
+                    loop {
+                        let mut chunk = vec![0u8; LOG_CHUNK];
+                        match file.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                chunk.truncate(n);
+                                offset += n as u64;
+                                yield chunk;
+                            }
+                        }
                     }
                 }
             }
-            if !follow {
+            if !follow || last_round {
                 break;
             }
             let building = matches!(daemon.store.get_workspace(&id).await, Ok(row) if row.state == State::Pending);
             if !building {
                 // One last read catches lines written between the read and the state change.
-                if let Ok(mut file) = tokio::fs::File::open(&path).await {
-                    if file.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
-                        let mut rest = Vec::new();
-                        if file.read_to_end(&mut rest).await.is_ok() && !rest.is_empty() {
-                            yield rest;
-                        }
-                    }
-                }
-                break;
+                last_round = true;
+                continue;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -1,6 +1,8 @@
-//! The Docker engine, through bollard. This is the only module that imports bollard; the rest of
-//! the daemon sees [`Engine`], [`DockerError`] and plain data.
+//! The Docker engine. The rest of the daemon sees the [`Engine`] trait, [`DockerError`] and plain
+//! data; [`DockerEngine`] is the real one (the only user of bollard), [`fake::FakeEngine`] an
+//! in-memory one for deterministic tests of workers and reconciliation.
 
+pub mod fake;
 pub mod labels;
 
 use std::collections::HashMap;
@@ -8,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, NetworkCreateRequest};
+use bollard::models::{BuildInfo, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
@@ -22,16 +24,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Builds can legitimately take long (pip); the engine has this long to finish one.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, thiserror::Error)]
+/// What went wrong talking to the engine, by kind: the transport, the engine's answer (with its
+/// HTTP status), or a failed build step. Callers decide by kind and status, never by message.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DockerError {
     /// The engine cannot be reached (socket missing, refused, timed out): retry later.
     #[error("Docker engine unreachable: {0}")]
     Unavailable(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The build itself failed (a Dockerfile step, `pip install`); the message is Docker's.
+    /// The build itself failed (a Dockerfile step, `pip install`): the engine's error, and the
+    /// last line of the output that reads as an error, if any (escape codes removed).
     #[error("{0}")]
     BuildFailed(String),
+    /// The engine answered with an error status.
     #[error("Docker engine error {status}: {message}")]
     Api { status: u16, message: String },
     #[error("Docker client error: {0}")]
@@ -43,14 +47,18 @@ impl DockerError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, DockerError::Unavailable(_))
     }
+
+    /// The engine answered 404 (for lookups and removals: the object does not exist).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DockerError::Api { status: 404, .. })
+    }
 }
 
 impl From<BollardError> for DockerError {
     fn from(e: BollardError) -> Self {
         match e {
-            BollardError::DockerResponseServerError { status_code: 404, message } => DockerError::NotFound(message),
             BollardError::DockerResponseServerError { status_code, message } => {
-                DockerError::Api { status: status_code, message }
+                DockerError::Api { status: status_code, message: strip_ansi(&message) }
             }
             BollardError::SocketNotFoundError(path) => DockerError::Unavailable(format!("no socket at {path}")),
             BollardError::RequestTimeoutError => DockerError::Unavailable("request timed out".into()),
@@ -63,13 +71,106 @@ impl From<BollardError> for DockerError {
     }
 }
 
-/// A call whose "not found" answer is a normal outcome: `Ok(None)`.
+/// A lookup or removal whose 404 is a normal outcome: `Ok(None)`.
 fn found<T>(result: Result<T, BollardError>) -> Result<Option<T>, DockerError> {
     match result.map_err(DockerError::from) {
         Ok(value) => Ok(Some(value)),
-        Err(DockerError::NotFound(_)) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(other) => Err(other),
     }
+}
+
+/// Removes terminal escape sequences (colours, cursor moves) and other control characters but
+/// newlines and tabs: build output and engine messages end up in JSON and on terminals.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.peek() {
+                // CSI: ESC [ parameters… final byte in @..~
+                Some('[') => {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: ESC ] … BEL or ESC \
+                Some(']') => {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.peek() == Some(&'\\')) {
+                            if c == '\u{1b}' {
+                                chars.next();
+                            }
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    chars.next();
+                }
+            },
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The failure message of a build: the engine's error, preceded by the last output line that
+/// reads as an error (pip's `ERROR: …`), never a warning.
+pub fn build_failure_message(output_tail: &[String], engine_error: &str) -> String {
+    let engine_error = strip_ansi(engine_error).trim().to_string();
+    let is_error = |line: &&String| {
+        let l = line.trim_start().to_ascii_lowercase();
+        l.starts_with("error") || l.starts_with("e: ") || l.contains("error:")
+    };
+    match output_tail.iter().rev().find(is_error) {
+        Some(line) if !engine_error.contains(line.trim()) => format!("{}\n{engine_error}", line.trim()),
+        _ => engine_error,
+    }
+}
+
+/// The engine boundary: everything the daemon asks of Docker. Object names and labels are the
+/// caller's; implementations only carry them out.
+#[rocket::async_trait]
+pub trait Engine: Send + Sync {
+    async fn ping(&self) -> Result<EngineInfo, DockerError>;
+    /// The id of an image (by name, tag or id), or `None` if the engine has no such image.
+    async fn image_id(&self, name: &str) -> Result<Option<String>, DockerError>;
+    /// Build `context` (a tar file) into an image tagged `tag`, sending each output line to `log`.
+    /// Returns the image id.
+    async fn build_image(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        tag: &str,
+        build_args: &HashMap<String, String>,
+        log: &mut (dyn for<'l> FnMut(&'l str) + Send),
+    ) -> Result<String, DockerError>;
+    /// Remove an image reference: a tag only untags (the image goes with its last tag), an id
+    /// removes the image unless another tag still names it. Never forced, never prunes parents:
+    /// they are the layer cache other builds share and may be committing on right now.
+    async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// The network named `name` on `subnet`, created (bridge, labelled) if missing. Returns its id.
+    async fn ensure_network(&self, name: &str, subnet: &str, labels: &HashMap<String, String>) -> Result<String, DockerError>;
+    async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError>;
+    /// Remove a network by name or id; a missing network is not an error.
+    async fn remove_network(&self, name: &str) -> Result<(), DockerError>;
+    /// The IPv4 subnets of every network on the engine (ours or not): a new one must not overlap.
+    async fn used_subnets(&self) -> Result<Vec<String>, DockerError>;
+    /// Images of this daemon, optionally narrowed by more labels.
+    async fn own_images(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
+    /// Networks of this daemon, optionally narrowed by more labels.
+    async fn own_networks(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
+    /// Containers of this daemon (running or not), optionally narrowed by more labels.
+    async fn own_containers(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
+    /// Stop and remove a container; a missing container is not an error.
+    async fn remove_container(&self, id: &str) -> Result<(), DockerError>;
 }
 
 /// What the engine says about itself.
@@ -95,16 +196,17 @@ impl ManagedObject {
     }
 }
 
-/// A lazily connected engine client: the daemon starts and serves even while Docker is down.
-pub struct Engine {
+/// The real engine, through bollard, lazily connected: the daemon starts and serves even while
+/// Docker is down.
+pub struct DockerEngine {
     address: Option<String>,
     client: Mutex<Option<Docker>>,
     daemon_id: String,
 }
 
-impl Engine {
+impl DockerEngine {
     pub fn new(address: Option<String>, daemon_id: String) -> Self {
-        Engine { address, client: Mutex::new(None), daemon_id }
+        DockerEngine { address, client: Mutex::new(None), daemon_id }
     }
 
     async fn client(&self) -> Result<Docker, DockerError> {
@@ -135,7 +237,23 @@ impl Engine {
         result
     }
 
-    pub async fn ping(&self) -> Result<EngineInfo, DockerError> {
+    async fn network_id_with(&self, client: &Docker, name: &str) -> Result<Option<String>, DockerError> {
+        let filters = HashMap::from([("name", vec![name])]);
+        let networks = client.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build())).await?;
+        // The name filter matches substrings; keep the exact name.
+        Ok(networks.into_iter().find(|n| n.name.as_deref() == Some(name)).and_then(|n| n.id))
+    }
+
+    fn own_filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+        let mut label_filters = vec![format!("{}=true", labels::MANAGED), format!("{}={}", labels::DAEMON, self.daemon_id)];
+        label_filters.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        HashMap::from([("label".to_string(), label_filters)])
+    }
+}
+
+#[rocket::async_trait]
+impl Engine for DockerEngine {
+    async fn ping(&self) -> Result<EngineInfo, DockerError> {
         let result = async {
             let client = self.client().await?;
             let version = tokio::time::timeout(Duration::from_secs(3), client.version())
@@ -150,8 +268,7 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// The id of an image (by name, tag or id), or `None` if the engine has no such image.
-    pub async fn image_id(&self, name: &str) -> Result<Option<String>, DockerError> {
+    async fn image_id(&self, name: &str) -> Result<Option<String>, DockerError> {
         let result = async {
             Ok(found(self.client().await?.inspect_image(name).await)?.and_then(|image| image.id))
         }
@@ -159,15 +276,13 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Build `context` (a tar file) into an image tagged `tag`, sending each output line to `log`.
-    /// Returns the image id.
-    pub async fn build_image(
+    async fn build_image(
         &self,
         context: &Path,
         dockerfile: &str,
         tag: &str,
         build_args: &HashMap<String, String>,
-        mut log: impl FnMut(&str) + Send,
+        log: &mut (dyn for<'l> FnMut(&'l str) + Send),
     ) -> Result<String, DockerError> {
         let result = async {
             let client = self.client().await?;
@@ -181,31 +296,29 @@ impl Engine {
             let file = tokio::fs::File::open(context).await.map_err(|e| DockerError::Other(e.to_string()))?;
             let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
             let mut stream = client.build_image(options, None, Some(body));
-            let mut last_lines: Vec<String> = Vec::new();
+            let mut tail: Vec<String> = Vec::new();
             let run = async {
                 while let Some(item) = stream.next().await {
                     match item {
                         Ok(BuildInfo { stream: Some(text), .. }) => {
-                            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                                log(line);
-                                if !line.trim().is_empty() {
-                                    last_lines.push(line.to_string());
-                                    if last_lines.len() > 5 {
-                                        last_lines.remove(0);
-                                    }
+                            for line in text.lines().map(strip_ansi).filter(|l| !l.trim().is_empty()) {
+                                log(&line);
+                                tail.push(line);
+                                if tail.len() > 20 {
+                                    tail.remove(0);
                                 }
                             }
                         }
-                        Ok(BuildInfo { status: Some(status), .. }) => log(&status),
+                        Ok(BuildInfo { status: Some(status), .. }) => log(&strip_ansi(&status)),
+                        Ok(BuildInfo { error_detail: Some(detail), .. }) => {
+                            let error = detail.message.unwrap_or_default();
+                            log(&strip_ansi(&error));
+                            return Err(DockerError::BuildFailed(build_failure_message(&tail, &error)));
+                        }
                         Ok(_) => {}
                         Err(BollardError::DockerStreamError { error }) => {
-                            log(&error);
-                            let mut message = last_lines.join("\n");
-                            if !message.is_empty() {
-                                message.push('\n');
-                            }
-                            message.push_str(&error);
-                            return Err(DockerError::BuildFailed(message));
+                            log(&strip_ansi(&error));
+                            return Err(DockerError::BuildFailed(build_failure_message(&tail, &error)));
                         }
                         Err(e) => return Err(DockerError::from(e)),
                     }
@@ -224,20 +337,16 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Remove an image; a missing image is not an error. `force` also untags it from other names.
-    /// Untagged parents are never pruned: they are the layer cache other workspaces share, and a
-    /// concurrent build may be committing on top of one right now.
-    pub async fn remove_image(&self, name: &str, force: bool) -> Result<(), DockerError> {
+    async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
         let result = async {
-            let options = RemoveImageOptionsBuilder::default().force(force).noprune(true).build();
-            found(self.client().await?.remove_image(name, Some(options), None).await).map(drop)
+            let options = RemoveImageOptionsBuilder::default().force(false).noprune(true).build();
+            found(self.client().await?.remove_image(reference, Some(options), None).await).map(drop)
         }
         .await;
         self.reset_on(result).await
     }
 
-    /// The network named `name`, created (bridge, labelled) if it does not exist. Returns its id.
-    pub async fn ensure_network(&self, name: &str, network_labels: &HashMap<String, String>) -> Result<String, DockerError> {
+    async fn ensure_network(&self, name: &str, subnet: &str, network_labels: &HashMap<String, String>) -> Result<String, DockerError> {
         let result = async {
             let client = self.client().await?;
             if let Some(id) = self.network_id_with(&client, name).await? {
@@ -247,6 +356,10 @@ impl Engine {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
                 labels: Some(network_labels.clone()),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig { subnet: Some(subnet.to_string()), ..Default::default() }]),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             match client.create_network(request).await {
@@ -263,14 +376,7 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    async fn network_id_with(&self, client: &Docker, name: &str) -> Result<Option<String>, DockerError> {
-        let filters = HashMap::from([("name", vec![name])]);
-        let networks = client.list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build())).await?;
-        // The name filter matches substrings; keep the exact name.
-        Ok(networks.into_iter().find(|n| n.name.as_deref() == Some(name)).and_then(|n| n.id))
-    }
-
-    pub async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError> {
+    async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError> {
         let result = async {
             let client = self.client().await?;
             self.network_id_with(&client, name).await
@@ -279,23 +385,26 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Remove a network by name or id; a missing network is not an error.
-    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+    async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        let result = async { found(self.client().await?.remove_network(name).await).map(drop) }.await;
+        self.reset_on(result).await
+    }
+
+    async fn used_subnets(&self) -> Result<Vec<String>, DockerError> {
         let result = async {
-            found(self.client().await?.remove_network(name).await).map(drop)
+            let networks = self.client().await?.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await?;
+            Ok(networks
+                .into_iter()
+                .filter_map(|n| n.ipam.and_then(|i| i.config))
+                .flatten()
+                .filter_map(|c| c.subnet)
+                .collect())
         }
         .await;
         self.reset_on(result).await
     }
 
-    fn own_filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
-        let mut label_filters = vec![format!("{}=true", labels::MANAGED), format!("{}={}", labels::DAEMON, self.daemon_id)];
-        label_filters.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
-        HashMap::from([("label".to_string(), label_filters)])
-    }
-
-    /// Images of this daemon, optionally narrowed by more labels.
-    pub async fn own_images(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
+    async fn own_images(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
         let result = async {
             let options = ListImagesOptionsBuilder::default().filters(&self.own_filters(extra)).build();
             let images = self.client().await?.list_images(Some(options)).await?;
@@ -313,8 +422,7 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Networks of this daemon, optionally narrowed by more labels.
-    pub async fn own_networks(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
+    async fn own_networks(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
         let result = async {
             let options = ListNetworksOptionsBuilder::default().filters(&self.own_filters(extra)).build();
             let networks = self.client().await?.list_networks(Some(options)).await?;
@@ -332,8 +440,7 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Containers of this daemon (running or not), optionally narrowed by more labels.
-    pub async fn own_containers(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
+    async fn own_containers(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
         let result = async {
             let options = ListContainersOptionsBuilder::default().all(true).filters(&self.own_filters(extra)).build();
             let containers = self.client().await?.list_containers(Some(options)).await?;
@@ -351,13 +458,34 @@ impl Engine {
         self.reset_on(result).await
     }
 
-    /// Stop and remove a container; a missing container is not an error.
-    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+    async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         let result = async {
             let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
             found(self.client().await?.remove_container(id, Some(options)).await).map(drop)
         }
         .await;
         self.reset_on(result).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_codes_are_removed() {
+        assert_eq!(strip_ansi("\u{1b}[1;33mWARNING\u{1b}[0m: x\r"), "WARNING: x");
+        assert_eq!(strip_ansi("a\u{1b}]0;title\u{7}b\tc\n"), "ab\tc\n");
+    }
+
+    #[test]
+    fn the_failure_message_is_the_error_not_a_warning() {
+        let tail = vec![
+            "ERROR: No matching distribution found for nope==1".to_string(),
+            "WARNING: Running pip as the 'root' user can result in broken permissions".to_string(),
+        ];
+        let message = build_failure_message(&tail, "The command '/bin/sh -c pip install' returned a non-zero code: 1");
+        assert_eq!(message, "ERROR: No matching distribution found for nope==1\nThe command '/bin/sh -c pip install' returned a non-zero code: 1");
+        assert_eq!(build_failure_message(&tail[1..], "\u{1b}[31mfailed to export image\u{1b}[0m"), "failed to export image");
     }
 }

@@ -12,7 +12,7 @@ use sqlx::SqlitePool;
 use crate::ids::ObjectId;
 use crate::state::State;
 
-pub use workspaces::{WorkspaceChange, WorkspaceRow};
+pub use workspaces::{Seen, WorkspaceChange, WorkspaceRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

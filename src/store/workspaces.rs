@@ -24,6 +24,10 @@ pub struct WorkspaceRow {
     pub builds: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Bumped by every transition; part of the compare-and-set.
+    pub version: i64,
+    /// The workspace network's subnet, from the daemon's pool.
+    pub subnet: Option<String>,
 }
 
 impl WorkspaceRow {
@@ -34,6 +38,18 @@ impl WorkspaceRow {
     pub fn file_list(&self) -> Vec<String> {
         serde_json::from_str(&self.files).unwrap_or_default()
     }
+
+    /// What a transition from this snapshot expects to find.
+    pub fn seen(&self) -> Seen {
+        Seen { state: self.state, version: self.version }
+    }
+}
+
+/// The state and version a compare-and-set expects: the snapshot the caller acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub state: State,
+    pub version: i64,
 }
 
 /// What a transition writes besides the new state.
@@ -128,14 +144,16 @@ impl Store {
         Ok(counts)
     }
 
-    /// The one write path for a workspace's state: `UPDATE … WHERE id = ? AND state = ?`.
-    /// Fails with `IllegalTransition` (nothing written) or `Conflict`/`NotFound` when the row moved on.
+    /// The one write path for a workspace's state: `UPDATE … WHERE id = ? AND state = ? AND
+    /// version = ?`, bumping the version. Fails with `IllegalTransition` (nothing written) or
+    /// `Conflict`/`NotFound` when the row moved on since the caller's snapshot.
     pub async fn transition_workspace(
         &self,
         id: &ObjectId,
-        expected: State,
+        seen: Seen,
         change: WorkspaceChange,
     ) -> Result<WorkspaceRow, StoreError> {
+        let expected = seen.state;
         let to = change.target(expected);
         if to != expected && !expected.can_become(to) {
             return Err(StoreError::IllegalTransition { id: id.clone(), from: expected, to });
@@ -159,18 +177,51 @@ impl Store {
             WorkspaceChange::Delete => ("error_code = NULL, error_message = NULL".into(), vec![]),
         };
         let sql = format!(
-            "UPDATE workspaces SET state = ?, {set}, updated_at = {NOW} WHERE id = ? AND state = ? RETURNING *"
+            "UPDATE workspaces SET state = ?, {set}, version = version + 1, updated_at = {NOW} \
+             WHERE id = ? AND state = ? AND version = ? RETURNING *"
         );
         let mut query = sqlx::query_as::<_, WorkspaceRow>(&sql).bind(to);
         for value in binds {
             query = query.bind(value);
         }
-        let updated = query.bind(id.as_str()).bind(expected).fetch_optional(self.pool()).await?;
+        let updated = query.bind(id.as_str()).bind(expected).bind(seen.version).fetch_optional(self.pool()).await?;
         match updated {
             Some(row) => Ok(row),
             None => {
                 let actual = self.get_workspace(id).await?.state;
                 Err(StoreError::Conflict { id: id.clone(), expected, actual })
+            }
+        }
+    }
+
+    /// Give the workspace a subnet of `pool` that neither another row nor `taken` (the engine's
+    /// networks) uses, unless it has one. `None` when the pool is exhausted.
+    pub async fn allocate_subnet(
+        &self,
+        id: &ObjectId,
+        pool: &crate::network_pool::Pool,
+        taken: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        loop {
+            let row = self.get_workspace(id).await?;
+            if let Some(subnet) = row.subnet {
+                return Ok(Some(subnet));
+            }
+            let used: Vec<(String,)> = sqlx::query_as("SELECT subnet FROM workspaces WHERE subnet IS NOT NULL")
+                .fetch_all(self.pool())
+                .await?;
+            let used: Vec<String> = used.into_iter().map(|(s,)| s).chain(taken.iter().cloned()).collect();
+            let Some(subnet) = pool.first_free(&used) else { return Ok(None) };
+            let done = sqlx::query("UPDATE workspaces SET subnet = ? WHERE id = ? AND subnet IS NULL")
+                .bind(&subnet)
+                .bind(id.as_str())
+                .execute(self.pool())
+                .await;
+            match done {
+                Ok(_) => continue,
+                // Another row took it between the read and the write: pick again.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }

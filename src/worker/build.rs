@@ -1,25 +1,28 @@
 //! The build job: turn a PENDING workspace into an image and a network, then ACTIVE — or FAILED with
-//! a code and the reason. Idempotent: the image tag and the network name derive from the row id, so
-//! a build interrupted by a crash is simply run again.
+//! a code and the reason. Idempotent: the image tag and the network name derive from the row id,
+//! so a build interrupted by a crash is simply run again. The scheduler holds the row's lock for
+//! the whole job, and every write is a compare-and-set on the snapshot the job acted on.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::{Outcome, runtime_image::{self, RuntimeImageError}};
 use crate::build_log::BuildLog;
 use crate::daemon::Daemon;
 use crate::docker::{labels, DockerError};
+use crate::error::Code;
 use crate::ids::ObjectId;
 use crate::state::State;
-use crate::store::{StoreError, WorkspaceChange};
-use crate::workspace::{context, dockerfile, jinad_file, requirements};
+use crate::store::{StoreError, WorkspaceChange, WorkspaceRow};
+use crate::workspace::{context, dockerfile, jinad_file, paths, requirements};
 
 /// A permanent failure: the row goes FAILED with this code and message.
 struct Failure {
-    code: &'static str,
+    code: Code,
     message: String,
 }
 
-fn fail(code: &'static str, message: impl Into<String>) -> Failure {
+fn fail(code: Code, message: impl Into<String>) -> Failure {
     Failure { code, message: message.into() }
 }
 
@@ -41,8 +44,8 @@ impl From<DockerError> for Stop {
     fn from(e: DockerError) -> Self {
         match e {
             e if e.is_retryable() => Stop::Retry(e.to_string()),
-            DockerError::BuildFailed(message) => Stop::Fail(fail("build_failed", message)),
-            other => Stop::Fail(fail("docker_error", other.to_string())),
+            DockerError::BuildFailed(message) => Stop::Fail(fail(Code::BuildFailed, message)),
+            other => Stop::Fail(fail(Code::DockerError, other.to_string())),
         }
     }
 }
@@ -58,13 +61,18 @@ impl From<StoreError> for Stop {
 
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
-        Stop::Fail(fail("internal", format!("workspace files: {e}")))
+        Stop::Fail(fail(Code::Internal, format!("workspace files: {e}")))
     }
 }
 
 pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
-    let mut log = BuildLog::create(&daemon.config.logs_dir(), id);
-    match build(daemon, id, &mut log).await {
+    let mut log = BuildLog::create(&daemon.config.logs_dir(), id, daemon.config.max_build_log);
+    let mut row = match daemon.store.get_workspace(id).await {
+        Ok(row) if row.state == State::Pending => row,
+        Ok(_) | Err(StoreError::NotFound(_)) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    match build(daemon, id, &mut row, &mut log).await {
         Ok(()) => Outcome::Done,
         Err(Stop::Gone) => {
             log.note("the workspace left PENDING during the build (deleted?); result discarded");
@@ -76,8 +84,8 @@ pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
         }
         Err(Stop::Fail(Failure { code, message })) => {
             log.note(&format!("FAILED ({code}): {message}"));
-            let change = WorkspaceChange::Fail { code: code.into(), message };
-            match daemon.store.transition_workspace(id, State::Pending, change).await {
+            let change = WorkspaceChange::Fail { code: code.as_str().into(), message };
+            match daemon.store.transition_workspace(id, row.seen(), change).await {
                 Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound(_)) => Outcome::Done,
                 Err(e) => Outcome::Retry(e.to_string()),
             }
@@ -85,27 +93,31 @@ pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
     }
 }
 
-async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(), Stop> {
-    let row = daemon.store.get_workspace(id).await?;
-    if row.state != State::Pending {
-        return Err(Stop::Gone);
-    }
+/// Reads a workspace file, following links only inside the workspace.
+async fn read_workspace_file(root: &Path, rel: &str) -> std::io::Result<String> {
+    let (root, rel) = (root.to_path_buf(), std::path::PathBuf::from(rel));
+    tokio::task::spawn_blocking(move || paths::read_inside(&root, &rel)).await.map_err(std::io::Error::other)?
+}
+
+/// `row` is the snapshot every write compares against; it follows each successful write.
+async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut BuildLog) -> Result<(), Stop> {
     let root = crate::workspace::dir(daemon, id);
     log.note(&format!("build #{} of {id}", row.builds + 1));
+    let previous_image = row.image_id.clone();
 
     // 1. The project's settings.
-    let settings = match tokio::fs::read_to_string(root.join(jinad_file::FILE_NAME)).await {
-        Ok(text) => jinad_file::parse(&text).map_err(|e| fail("invalid_jinad", e.to_string()))?,
+    let settings = match read_workspace_file(&root, jinad_file::FILE_NAME).await {
+        Ok(text) => jinad_file::parse(&text).map_err(|e| fail(Code::InvalidJinad, e.to_string()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => jinad_file::JinadSettings::default(),
-        Err(e) => return Err(fail("invalid_jinad", format!("cannot read .jinad: {e}")).into()),
+        Err(e) => return Err(fail(Code::InvalidJinad, format!("cannot read .jinad: {e}")).into()),
     };
     for warning in &settings.warnings {
         log.note(warning);
     }
     let settings_json = serde_json::to_value(&settings).unwrap_or_default();
-    daemon
+    *row = daemon
         .store
-        .transition_workspace(id, State::Pending, WorkspaceChange::BuildStarted { settings: settings_json })
+        .transition_workspace(id, row.seen(), WorkspaceChange::BuildStarted { settings: settings_json })
         .await?;
 
     // 2. What goes into the dependency layer.
@@ -113,8 +125,8 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
         let root = root.clone();
         tokio::task::spawn_blocking(move || requirements::local_files(&root))
             .await
-            .map_err(|e| fail("internal", e.to_string()))?
-            .map_err(|e| fail("invalid_requirements", e.to_string()))?
+            .map_err(|e| fail(Code::Internal, e.to_string()))?
+            .map_err(|e| fail(Code::InvalidRequirements, e.to_string()))?
     };
 
     // 3. The runtime image (base + jinad), then the workspace's Dockerfile.
@@ -123,10 +135,10 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
         Ok(tag) => tag,
         Err(RuntimeImageError::BaseMissing(_)) => {
             let e = RuntimeImageError::BaseMissing(base.clone());
-            return Err(fail("base_image_not_found", e.to_string()).into());
+            return Err(fail(Code::BaseImageNotFound, e.to_string()).into());
         }
         Err(RuntimeImageError::Docker(e)) => return Err(e.into()),
-        Err(RuntimeImageError::Io(e)) => return Err(fail("internal", e.to_string()).into()),
+        Err(RuntimeImageError::Io(e)) => return Err(fail(Code::Internal, e.to_string()).into()),
     };
     let object_labels = labels::for_row(&daemon.daemon_id, id.as_str(), id.as_str());
     let build_args: HashMap<String, String> = dockerfile::FORWARDED_BUILD_ARGS
@@ -137,11 +149,11 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
     let text = match settings.custom_dockerfile() {
         None => dockerfile::default_workspace(&runtime, &arg_names, &labels::for_workspace_image(&daemon.daemon_id)),
         Some(path) => {
-            let rel = crate::workspace::paths::safe_relative(std::path::Path::new(path))
-                .ok_or_else(|| fail("dockerfile_not_found", format!("dockerfile `{path}` is outside the workspace")))?;
-            let user = tokio::fs::read_to_string(root.join(rel))
+            let rel = paths::safe_relative(Path::new(path))
+                .ok_or_else(|| fail(Code::DockerfileNotFound, format!("dockerfile `{path}` is outside the workspace")))?;
+            let user = read_workspace_file(&root, &rel.to_string_lossy())
                 .await
-                .map_err(|e| fail("dockerfile_not_found", format!("dockerfile `{path}`: {e}")))?;
+                .map_err(|e| fail(Code::DockerfileNotFound, format!("dockerfile `{path}`: {e}")))?;
             log.note(&format!("using the project's Dockerfile `{path}`"));
             dockerfile::user_workspace(&user, &runtime, &object_labels)
         }
@@ -153,27 +165,50 @@ async fn build(daemon: &Daemon, id: &ObjectId, log: &mut BuildLog) -> Result<(),
         let (out, root, text, files) = (ctx.path().to_path_buf(), root.clone(), text.clone(), requirement_files.clone());
         tokio::task::spawn_blocking(move || context::write_workspace_context(&out, &root, &text, &files))
             .await
-            .map_err(|e| fail("internal", e.to_string()))??;
+            .map_err(|e| fail(Code::Internal, e.to_string()))??;
     }
     let tag = id.image_tag();
     log.note(&format!("building {tag}"));
     let image_id = daemon
         .engine
-        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &tag, &build_args, |line| log.line(line))
+        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &tag, &build_args, &mut |line| log.line(line))
         .await?;
     drop(ctx);
 
-    // 5. The network.
-    let network_id = daemon.engine.ensure_network(id.as_str(), &object_labels).await?;
-    log.note(&format!("network {} ({})", id, short(&network_id)));
+    // 5. The network, on a subnet of the daemon's own pool.
+    let network_id = match daemon.engine.network_id(id.as_str()).await? {
+        Some(existing) => existing,
+        None => {
+            let taken = daemon.engine.used_subnets().await?;
+            let subnet = daemon.store.allocate_subnet(id, &daemon.network_pool, &taken).await?.ok_or_else(|| {
+                let pool = daemon.network_pool;
+                fail(
+                    Code::NetworkPoolExhausted,
+                    format!("all {} subnets of {} (/{}) are in use; delete workspaces or widen --network-pool", pool.capacity(), pool.range, pool.prefix),
+                )
+            })?;
+            let network = daemon.engine.ensure_network(id.as_str(), &subnet, &object_labels).await?;
+            log.note(&format!("network {id} on {subnet}"));
+            network
+        }
+    };
 
-    // 6. Done: ACTIVE, and the image of the previous build goes.
+    // 6. The tag must still name what was built (nothing may have untagged it meanwhile) before
+    //    the row says ACTIVE; if it does not, build again.
+    match daemon.engine.image_id(&tag).await? {
+        Some(current) if current == image_id => {}
+        other => return Err(Stop::Retry(format!("the tag {tag} names {other:?} instead of the image just built; building again"))),
+    }
     let change = WorkspaceChange::Activate { image_id: image_id.clone(), image_tag: tag, network_id };
-    daemon.store.transition_workspace(id, State::Pending, change).await?;
+    *row = daemon.store.transition_workspace(id, row.seen(), change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
-    // Images of earlier builds (an update, or a build a crash interrupted) are no longer needed.
-    if let Err(e) = crate::reconcile::remove_stale_images(daemon).await {
-        tracing::info!(%id, "previous images stay until the next reconciliation: {e}");
+
+    // 7. The image of the previous build, if the tag moved on: by id, so it goes only if no tag
+    //    (another workspace's) still names it.
+    if let Some(previous) = previous_image.filter(|p| *p != image_id) {
+        if let Err(e) = daemon.engine.remove_image(&previous).await {
+            tracing::info!(%id, "the previous image {} stays: {e}", short(&previous));
+        }
     }
     Ok(())
 }

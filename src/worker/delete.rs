@@ -1,48 +1,86 @@
 //! The delete job: remove everything a DELETING workspace owns — its containers, network, images,
-//! files and log — then the row. Only objects labelled with this workspace and this daemon are touched.
+//! files and log — then the row. Only objects labelled with this workspace and this daemon are
+//! touched. An unreachable engine is waited out; any other error is retried a few times, then the
+//! row ends FAILED (`delete_failed`) with the reason, and `DELETE` again tries again.
 
 use super::Outcome;
 use crate::daemon::Daemon;
 use crate::docker::{labels, DockerError};
+use crate::error::Code;
 use crate::ids::ObjectId;
-use crate::store::StoreError;
+use crate::state::State;
+use crate::store::{StoreError, WorkspaceChange};
 
-pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
-    match delete(daemon, id).await {
-        Ok(()) => Outcome::Done,
-        Err(e) => Outcome::Retry(e),
+/// Attempts before a delete that keeps failing for a reason other than an unreachable engine
+/// gives up and says why on the row.
+pub const ATTEMPTS: u32 = 3;
+
+enum DeleteError {
+    /// Worth waiting for (the engine is down, the database busy).
+    Transient(String),
+    Permanent(String),
+}
+
+impl From<DockerError> for DeleteError {
+    fn from(e: DockerError) -> Self {
+        if e.is_retryable() {
+            DeleteError::Transient(e.to_string())
+        } else {
+            DeleteError::Permanent(e.to_string())
+        }
     }
 }
 
-async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), String> {
-    let docker = |e: DockerError| e.to_string();
-    let engine = &daemon.engine;
-    for container in engine.own_containers(&[(labels::WORKSPACE, id.as_str())]).await.map_err(docker)? {
-        engine.remove_container(&container.docker_id).await.map_err(docker)?;
+/// `attempt` counts from 1.
+pub async fn run(daemon: &Daemon, id: &ObjectId, attempt: u32) -> Outcome {
+    match delete(daemon, id).await {
+        Ok(()) => Outcome::Done,
+        Err(DeleteError::Transient(reason)) => Outcome::Retry(reason),
+        Err(DeleteError::Permanent(reason)) if attempt < ATTEMPTS => Outcome::Retry(reason),
+        Err(DeleteError::Permanent(reason)) => {
+            tracing::warn!(%id, "delete failed {attempt} times, giving up: {reason}");
+            let Ok(row) = daemon.store.get_workspace(id).await else { return Outcome::Done };
+            if row.state != State::Deleting {
+                return Outcome::Done;
+            }
+            let change = WorkspaceChange::Fail { code: Code::DeleteFailed.as_str().into(), message: reason };
+            match daemon.store.transition_workspace(id, row.seen(), change).await {
+                Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => Outcome::Done,
+                Err(e) => Outcome::Retry(e.to_string()),
+            }
+        }
     }
-    for network in engine.own_networks(&[(labels::WORKSPACE, id.as_str())]).await.map_err(docker)? {
-        engine.remove_network(&network.docker_id).await.map_err(docker)?;
+}
+
+async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), DeleteError> {
+    let engine = &daemon.engine;
+    for container in engine.own_containers(&[(labels::WORKSPACE, id.as_str())]).await? {
+        engine.remove_container(&container.docker_id).await?;
+    }
+    for network in engine.own_networks(&[(labels::WORKSPACE, id.as_str())]).await? {
+        engine.remove_network(&network.docker_id).await?;
     }
     // Its tag goes (which deletes the image unless another workspace's tag names it too); an image
-    // only this workspace's label names goes by id.
+    // only this workspace's label names (a project Dockerfile's) goes by id.
     let tag = id.image_tag();
-    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await.map_err(docker)? {
+    for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
         let owners = crate::reconcile::image_owners(&image);
         if image.tags.contains(&tag) {
-            engine.remove_image(&tag, owners.len() == 1).await.map_err(docker)?;
+            engine.remove_image(&tag).await?;
         } else if owners == [id.clone()] {
-            engine.remove_image(&image.docker_id, true).await.map_err(docker)?;
+            engine.remove_image(&image.docker_id).await?;
         }
     }
     let dir = crate::workspace::dir(daemon, id);
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove {}: {e}", dir.display())),
+        Err(e) => return Err(DeleteError::Permanent(format!("cannot remove {}: {e}", dir.display()))),
     }
     let _ = tokio::fs::remove_file(crate::build_log::path(&daemon.config.logs_dir(), id)).await;
     match daemon.store.remove_workspace(id).await {
         Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e @ StoreError::Conflict { .. }) => Err(DeleteError::Permanent(e.to_string())),
+        Err(e) => Err(DeleteError::Transient(e.to_string())),
     }
 }

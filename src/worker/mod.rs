@@ -1,5 +1,6 @@
 //! Background work. The database is the queue: the scheduler reads PENDING (build) and DELETING
-//! (delete) rows, runs at most `--workers` jobs at once and never two on the same row. A job that
+//! (delete) rows, runs at most `--workers` jobs at once and never two on the same row (each job
+//! holds the row's lock, which uploads and reconciliation respect). A job that
 //! meets an unreachable engine leaves its row as it is and is retried with a growing delay; a job
 //! that panics turns its row FAILED instead of leaving it stuck.
 
@@ -7,13 +8,14 @@ pub mod build;
 pub mod delete;
 pub mod runtime_image;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::daemon::Daemon;
+use crate::error::Code;
 use crate::ids::ObjectId;
 use crate::state::State;
 use crate::store::WorkspaceChange;
@@ -34,7 +36,6 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Bookkeeping {
-    busy: HashSet<String>,
     /// Row id → (not before, tries so far).
     backoff: HashMap<String, (Instant, u32)>,
 }
@@ -47,28 +48,29 @@ pub async fn run_scheduler(daemon: Arc<Daemon>) {
             Ok(rows) => {
                 for row in rows {
                     let Some(id) = row.object_id() else { continue };
-                    {
+                    let tries = {
                         let books = books.lock().unwrap_or_else(|p| p.into_inner());
-                        if books.busy.contains(&row.id) {
-                            continue;
+                        match books.backoff.get(&row.id) {
+                            Some((at, _)) if *at > Instant::now() => continue,
+                            Some((_, tries)) => *tries,
+                            None => 0,
                         }
-                        if books.backoff.get(&row.id).is_some_and(|(at, _)| *at > Instant::now()) {
-                            continue;
-                        }
-                    }
+                    };
                     let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                    books.lock().unwrap_or_else(|p| p.into_inner()).busy.insert(row.id.clone());
+                    // The row's lock for the whole job: never two jobs on one row, and uploads
+                    // and reconciliation keep off it meanwhile. Busy: someone else has it now.
+                    let Some(guard) = daemon.row_locks.try_lock(&row.id) else { continue };
                     let (daemon, books) = (daemon.clone(), books.clone());
                     tokio::spawn(async move {
-                        let outcome = run_job(&daemon, &id, row.state).await;
+                        let outcome = run_job(&daemon, &id, row.state, tries + 1).await;
+                        drop(guard);
                         let mut b = books.lock().unwrap_or_else(|p| p.into_inner());
-                        b.busy.remove(id.as_str());
                         match outcome {
                             Outcome::Done => {
                                 b.backoff.remove(id.as_str());
                             }
                             Outcome::Retry(reason) => {
-                                let tries = b.backoff.get(id.as_str()).map_or(0, |(_, n)| *n) + 1;
+                                let tries = tries + 1;
                                 let delay = RETRY_FIRST.saturating_mul(1 << tries.min(5)).min(RETRY_MAX);
                                 tracing::warn!(%id, "retrying in {delay:?}: {reason}");
                                 b.backoff.insert(id.to_string(), (Instant::now() + delay, tries));
@@ -90,11 +92,12 @@ pub async fn run_scheduler(daemon: Arc<Daemon>) {
 }
 
 /// Run one job in its own task, so a panic becomes a FAILED row rather than a stuck one.
-async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State) -> Outcome {
+/// `attempt` counts the tries of this row in this process, from 1.
+pub async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State, attempt: u32) -> Outcome {
     let (d, job_id) = (daemon.clone(), id.clone());
     let job = tokio::spawn(async move {
         match state {
-            State::Deleting => delete::run(&d, &job_id).await,
+            State::Deleting => delete::run(&d, &job_id, attempt).await,
             _ => build::run(&d, &job_id).await,
         }
     });
@@ -102,12 +105,19 @@ async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State) -> Outcome {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(%id, "job crashed: {e}");
-            if state == State::Pending {
-                let change = WorkspaceChange::Fail { code: "internal".into(), message: format!("the build crashed: {e}") };
-                let _ = daemon.store.transition_workspace(id, State::Pending, change).await;
-                Outcome::Done
-            } else {
-                Outcome::Retry(format!("the job crashed: {e}"))
+            let message = format!("the job crashed: {e}");
+            let (expected, code) = match state {
+                State::Deleting => (State::Deleting, Code::DeleteFailed),
+                _ => (State::Pending, Code::Internal),
+            };
+            match daemon.store.get_workspace(id).await {
+                Ok(row) if row.state == expected => {
+                    let change = WorkspaceChange::Fail { code: code.as_str().into(), message };
+                    let _ = daemon.store.transition_workspace(id, row.seen(), change).await;
+                    Outcome::Done
+                }
+                Ok(_) => Outcome::Done,
+                Err(e) => Outcome::Retry(e.to_string()),
             }
         }
     }

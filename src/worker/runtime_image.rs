@@ -81,7 +81,7 @@ pub async fn ensure(daemon: &Daemon, base_image: &str, log: &mut crate::build_lo
             "Dockerfile",
             &tag,
             &Default::default(),
-            |line| log.line(line),
+            &mut |line| log.line(line),
         )
         .await?;
     built.insert(base_id, tag.clone());

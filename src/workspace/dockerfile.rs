@@ -18,9 +18,23 @@ pub const BINARY_PATH: &str = "/usr/local/bin/jinad";
 /// Build arguments forwarded from the daemon's environment to `pip install`, when set.
 pub const FORWARDED_BUILD_ARGS: [&str; 3] = ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST"];
 
-/// The runtime image: the base image plus the daemon's own executable.
+/// The virtual environment of every runtime image: requirements install into it and executors
+/// run its interpreter (first on `PATH`), so a base whose Python is "externally managed" (PEP 668:
+/// Debian, Ubuntu) works as it is — its marker stays and its system Python is never touched.
+pub const VENV: &str = "/opt/jinad/venv";
+
+/// The runtime image: the base image, a virtual environment, and the daemon's own executable. The
+/// venv comes first, so a new jinad binary reuses its layer.
 pub fn runtime(base_image: &str) -> String {
-    format!("FROM {base_image}\nCOPY jinad {BINARY_PATH}\nWORKDIR /workspace\nENTRYPOINT [\"{BINARY_PATH}\"]\n")
+    format!(
+        "FROM {base_image}\n\
+         RUN python3 -m venv {VENV} && {VENV}/bin/python -m pip --version\n\
+         ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\\n    \
+         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONUNBUFFERED=1\n\
+         COPY jinad {BINARY_PATH}\n\
+         WORKDIR /workspace\n\
+         ENTRYPOINT [\"{BINARY_PATH}\"]\n"
+    )
 }
 
 /// One `LABEL` instruction for all labels (each instruction is a build step, and steps are slow).
@@ -78,5 +92,9 @@ mod tests {
         assert!(pip < code);
         assert_eq!(base_image("python:{python}-slim", "3.11"), "python:3.11-slim");
         assert!(user_workspace("FROM x\n", "r", &labels).contains("COPY --from=r /usr/local/bin/jinad /usr/local/bin/jinad\nLABEL"));
+        let runtime = runtime("base");
+        assert!(runtime.contains("RUN python3 -m venv /opt/jinad/venv"), "{runtime}");
+        assert!(runtime.contains("PATH=/opt/jinad/venv/bin:"), "{runtime}");
+        assert!(runtime.find("venv").unwrap() < runtime.find("COPY jinad").unwrap(), "{runtime}");
     }
 }

@@ -33,6 +33,9 @@ fn io(context: &str) -> impl Fn(std::io::Error) -> WorkspaceError + '_ {
     move |e| WorkspaceError::Io(format!("{context}: {e}"))
 }
 
+/// How long an upload waits for a row someone else is acting on before it answers `workspace_busy`.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn dir(daemon: &Daemon, id: &ObjectId) -> PathBuf {
     daemon.config.workspaces_dir().join(id.as_str())
 }
@@ -72,7 +75,11 @@ pub async fn upload(
 
     let id = id.unwrap_or_else(|| ObjectId::mint(Kind::Workspace));
     let dest = dir(daemon, &id);
-    let _commit = daemon.commit_lock.lock().await;
+    // The row's lock: no worker, reconciliation or other upload acts on it meanwhile. A build
+    // holds it for its whole length, so waiting long means "busy".
+    let Some(_row) = daemon.row_locks.lock_within(id.as_str(), LOCK_WAIT).await else {
+        return Err(WorkspaceError::Busy(id));
+    };
     let existing = match daemon.store.get_workspace(&id).await {
         Ok(row) => Some(row),
         Err(StoreError::NotFound(_)) if mode == UploadMode::CreateOrUpdate => None,
@@ -113,19 +120,53 @@ pub async fn upload(
             .map_err(|e| WorkspaceError::Io(e.to_string()))??;
             let row = daemon
                 .store
-                .transition_workspace(&id, row.state, WorkspaceChange::Requeue { files: Some(files) })
+                .transition_workspace(&id, row.seen(), WorkspaceChange::Requeue { files: Some(files) })
                 .await?;
             Ok((row, false))
         }
     }
 }
 
-/// Queue the removal of a workspace and everything it owns. Deleting twice is not an error.
+/// Queue the removal of a workspace and everything it owns. Deleting twice is not an error. No
+/// row lock: the compare-and-set is enough, and a running build notices the row left PENDING.
 pub async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<WorkspaceRow, WorkspaceError> {
-    let _commit = daemon.commit_lock.lock().await;
-    let row = daemon.store.get_workspace(id).await?;
-    if row.state == State::Deleting {
-        return Ok(row);
+    loop {
+        let row = daemon.store.get_workspace(id).await?;
+        if row.state == State::Deleting {
+            return Ok(row);
+        }
+        match daemon.store.transition_workspace(id, row.seen(), WorkspaceChange::Delete).await {
+            // The row moved on between the read and the write (a build ended): look again.
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return Ok(other?),
+        }
     }
-    Ok(daemon.store.transition_workspace(id, row.state, WorkspaceChange::Delete).await?)
+}
+
+/// Removes what uploads cut short by a crash left behind: everything under `<data>/tmp`, and
+/// workspace directories no row names (an upload killed between moving its files in and inserting
+/// its row). Runs at start, before the API serves, so no upload is in flight. Returns how many.
+pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, WorkspaceError> {
+    let mut swept = 0;
+    let tmp = daemon.config.tmp_dir();
+    for entry in std::fs::read_dir(&tmp).map_err(io("reading the temp dir"))? {
+        let path = entry.map_err(io("reading the temp dir"))?.path();
+        let removed = if path.is_dir() && !path.is_symlink() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.map_err(io("sweeping the temp dir"))?;
+        swept += 1;
+    }
+    for entry in std::fs::read_dir(daemon.config.workspaces_dir()).map_err(io("reading the workspaces dir"))? {
+        let entry = entry.map_err(io("reading the workspaces dir"))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let known = match ObjectId::parse(Kind::Workspace, &name) {
+            Ok(id) if id.as_str() == name => daemon.store.workspace_exists(&name).await?,
+            _ => false,
+        };
+        if !known {
+            tracing::info!("removing {}: no workspace row names it (an upload cut short)", entry.path().display());
+            std::fs::remove_dir_all(entry.path()).map_err(io("sweeping the workspaces dir"))?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
 }

@@ -36,24 +36,124 @@ pub fn link_destination(link: &Path, target: &Path) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
-/// Every symlink under `root` that resolves must resolve inside `root`: this catches chains of
-/// links that look harmless one by one. Returns the first offending link.
-pub fn links_stay_inside(root: &Path) -> std::io::Result<Option<PathBuf>> {
-    let root = root.canonicalize()?;
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
+/// What sits at a relative path of a workspace tree, without following a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Missing,
+    Dir,
+    File,
+    Link(PathBuf),
+}
+
+/// What is at `root/rel`, not following links.
+pub fn entry_at(root: &Path, rel: &Path) -> std::io::Result<Entry> {
+    match std::fs::symlink_metadata(root.join(rel)) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(Entry::Link(std::fs::read_link(root.join(rel))?)),
+        Ok(meta) if meta.is_dir() => Ok(Entry::Dir),
+        Ok(_) => Ok(Entry::File),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => Ok(Entry::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a path does not resolve inside the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    #[error("leaves the workspace")]
+    Escapes,
+    #[error("points at nothing")]
+    Dangling,
+    #[error("is a loop of links")]
+    Loop,
+}
+
+/// Resolves `rel` inside a workspace whose entries `lookup` tells, following links the way the
+/// kernel would but with the workspace as the whole world: an absolute target, or a `..` above the
+/// root, escapes — wherever the tree sits on disk (a staging directory now, the workspace
+/// directory later: the answer is the same). Returns the real relative path, which exists.
+pub fn resolve_with(lookup: &dyn Fn(&Path) -> std::io::Result<Entry>, rel: &Path) -> Result<Result<PathBuf, Unresolved>, std::io::Error> {
+    let mut pending: Vec<std::ffi::OsString> = Vec::new();
+    for component in rel.components().rev() {
+        match component {
+            Component::Normal(part) => pending.push(part.to_os_string()),
+            Component::ParentDir => pending.push("..".into()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Ok(Err(Unresolved::Escapes)),
+        }
+    }
+    let mut done = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            if !done.pop() {
+                return Ok(Err(Unresolved::Escapes));
+            }
+            continue;
+        }
+        let next = done.join(&part);
+        match lookup(&next)? {
+            Entry::Missing => return Ok(Err(Unresolved::Dangling)),
+            Entry::Dir | Entry::File => done = next,
+            Entry::Link(target) => {
+                links += 1;
+                if links > 40 {
+                    return Ok(Err(Unresolved::Loop));
+                }
+                if target.is_absolute() {
+                    return Ok(Err(Unresolved::Escapes));
+                }
+                for component in target.components().rev() {
+                    match component {
+                        Component::Normal(p) => pending.push(p.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        Component::CurDir => {}
+                        Component::RootDir | Component::Prefix(_) => return Ok(Err(Unresolved::Escapes)),
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(done))
+}
+
+/// [`resolve_with`] on the tree at `root`.
+pub fn resolve_inside(root: &Path, rel: &Path) -> std::io::Result<Result<PathBuf, Unresolved>> {
+    resolve_with(&|p: &Path| entry_at(root, p), rel)
+}
+
+/// Reads the file at `rel` of the workspace at `root`, following links only inside it.
+pub fn read_inside(root: &Path, rel: &Path) -> std::io::Result<String> {
+    match resolve_inside(root, rel)? {
+        Ok(real) => std::fs::read_to_string(root.join(real)),
+        Err(Unresolved::Dangling) => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", rel.display()))),
+        Err(why) => Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{} {why}", rel.display()))),
+    }
+}
+
+/// Every symlink under `root`, relative to it (links to directories are not descended into).
+pub fn symlinks(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(root.join(&rel))? {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_symlink() {
-                if let Ok(real) = entry.path().canonicalize() {
-                    if !real.starts_with(&root) {
-                        return Ok(Some(entry.path().strip_prefix(&root).unwrap_or(&entry.path()).to_path_buf()));
-                    }
-                }
+                found.push(rel.join(entry.file_name()));
             } else if kind.is_dir() {
-                stack.push(entry.path());
+                stack.push(rel.join(entry.file_name()));
             }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The first link under `root` that does not resolve inside it (escaping or dangling), and why.
+pub fn first_bad_link(root: &Path) -> std::io::Result<Option<(PathBuf, Unresolved)>> {
+    for link in symlinks(root)? {
+        if let Err(why) = resolve_inside(root, &link)? {
+            return Ok(Some((link, why)));
         }
     }
     Ok(None)
@@ -90,6 +190,33 @@ mod tests {
         assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
         assert_eq!(safe_relative(Path::new("")), None);
         assert_eq!(safe_relative(Path::new(".")), None);
+    }
+
+    #[test]
+    fn resolution_is_confined_to_the_tree_wherever_it_sits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("other")).unwrap();
+        std::fs::write(root.join("a.py"), "").unwrap();
+        std::os::unix::fs::symlink("..", root.join("d/l")).unwrap();
+        std::os::unix::fs::symlink("d/l/../other", root.join("x")).unwrap();
+        std::os::unix::fs::symlink("d/l/a.py", root.join("ok")).unwrap();
+        std::os::unix::fs::symlink("nothing", root.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop2", root.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", root.join("loop2")).unwrap();
+        assert_eq!(resolve_inside(&root, Path::new("ok")).unwrap(), Ok(PathBuf::from("a.py")));
+        assert_eq!(resolve_inside(&root, Path::new("d/l")).unwrap(), Ok(PathBuf::new()));
+        // The chain: `d/l` is the root, so `d/l/..` is above it, even though `../other` exists on disk.
+        assert_eq!(resolve_inside(&root, Path::new("x")).unwrap(), Err(Unresolved::Escapes));
+        assert_eq!(resolve_inside(&root, Path::new("dangling")).unwrap(), Err(Unresolved::Dangling));
+        assert_eq!(resolve_inside(&root, Path::new("abs")).unwrap(), Err(Unresolved::Escapes));
+        assert_eq!(resolve_inside(&root, Path::new("loop1")).unwrap(), Err(Unresolved::Loop));
+        assert!(read_inside(&root, Path::new("x")).is_err());
+        assert!(read_inside(&root, Path::new("ok")).is_ok());
+        let bad = first_bad_link(&root).unwrap().unwrap();
+        assert_eq!(bad.0, PathBuf::from("abs"));
     }
 
     #[test]

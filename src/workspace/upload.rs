@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::archive::{self, ArchiveKind, Budget, UnpackError};
-use super::paths::{links_stay_inside, list_files, safe_relative};
+use super::paths::{entry_at, first_bad_link, list_files, resolve_with, safe_relative, symlinks, Entry};
 
 /// One part of the multipart upload, already on disk.
 #[derive(Debug)]
@@ -25,6 +25,10 @@ pub enum UploadError {
     InvalidFilename(String),
     #[error("`{path}` would replace a {existing} of the workspace with a {new}")]
     Clash { path: String, existing: &'static str, new: &'static str },
+    #[error("link `{path}` {why}: a link must point at something inside the workspace")]
+    BadLink { path: String, why: super::paths::Unresolved },
+    #[error("`{path}` goes through the link `{link}`; uploads never write through links")]
+    ThroughLink { path: String, link: String },
     #[error(transparent)]
     Unpack(#[from] UnpackError),
 }
@@ -74,8 +78,10 @@ pub fn stage(parts: &[UploadedPart], tmp_dir: &Path, limits: Limits) -> Result<S
             }
         }
     }
-    if let Some(link) = links_stay_inside(dir.path())? {
-        return Err(UnpackError::UnsafeLink { archive: "upload".into(), entry: link.display().to_string() }.into());
+    // Every link must resolve inside the workspace, and the answer must not depend on where the
+    // tree sits: resolution treats the tree as the whole world (see `paths::resolve_with`).
+    if let Some((link, why)) = first_bad_link(dir.path())? {
+        return Err(UploadError::BadLink { path: link.display().to_string(), why });
     }
     let files = list_files(dir.path())?;
     Ok(Staged { dir, files })
@@ -97,24 +103,47 @@ impl Staged {
         })
     }
 
-    /// Check that the staged tree can be merged over `dest` without turning a file into a directory
-    /// or the other way round. Nothing is written.
+    /// Check that the staged tree can be merged over `dest`: no file turns into a directory or the
+    /// other way round, no staged path goes through a link of `dest`, and every link of the merged
+    /// tree (old and new) resolves inside it. Nothing is written.
     pub fn check_merge(&self, dest: &Path) -> Result<(), UploadError> {
         for file in &self.files {
-            let mut probe = dest.to_path_buf();
+            let mut probe = PathBuf::new();
             let parts: Vec<_> = Path::new(file).components().collect();
             for (i, part) in parts.iter().enumerate() {
                 probe.push(part);
                 let last = i + 1 == parts.len();
-                match std::fs::symlink_metadata(&probe) {
-                    Ok(meta) if last && meta.is_dir() => {
+                match entry_at(dest, &probe)? {
+                    Entry::Dir if last => {
                         return Err(UploadError::Clash { path: file.clone(), existing: "directory", new: "file" })
                     }
-                    Ok(meta) if !last && meta.is_file() => {
+                    Entry::File if !last => {
                         return Err(UploadError::Clash { path: file.clone(), existing: "file", new: "directory" })
+                    }
+                    Entry::Link(_) if !last => {
+                        return Err(UploadError::ThroughLink { path: file.clone(), link: probe.display().to_string() })
                     }
                     _ => {}
                 }
+            }
+        }
+        // The merged tree as it will be: a staged entry replaces the workspace's, directories merge.
+        let staged = self.dir.path();
+        let overlay = |rel: &Path| -> std::io::Result<Entry> {
+            match entry_at(staged, rel)? {
+                Entry::Missing => entry_at(dest, rel),
+                Entry::Dir => Ok(match entry_at(dest, rel)? {
+                    Entry::Missing | Entry::Dir => Entry::Dir,
+                    other => other,
+                }),
+                other => Ok(other),
+            }
+        };
+        let mut links = symlinks(staged)?;
+        links.extend(symlinks(dest)?);
+        for link in links {
+            if let Err(why) = resolve_with(&overlay, &link)? {
+                return Err(UploadError::BadLink { path: link.display().to_string(), why });
             }
         }
         Ok(())
