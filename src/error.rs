@@ -10,39 +10,72 @@ use utoipa::ToSchema;
 use crate::ids::InvalidId;
 use crate::store::StoreError;
 
-/// Defines [`Code`] from one table: each row is a variant, its stable snake_case name, the HTTP
-/// status it answers with (`None` for codes that only ever appear on a FAILED row) and its meaning.
-/// The OpenAPI descriptions ([`describe`]), the `ErrorBody.code` enum and README's table all come
-/// from here.
+/// A table of stable error codes. Each row is a variant, its snake_case name, the HTTP status it
+/// answers with (`None` for codes that only ever appear on a FAILED row) and its meaning. The
+/// OpenAPI descriptions ([`describe`]), the error body's `code` enum and README's tables all come
+/// from such a table, so they cannot drift from the code. Used for the daemon ([`Code`]) and the
+/// Flow gateway (`runtime::gateway::GatewayCode`).
 macro_rules! error_codes {
-    ($( $variant:ident = $name:literal, $status:expr, $doc:literal; )*) => {
-        /// Every error code: of an error response, or of a FAILED row (`error_code`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        pub enum Code {
-            $( #[doc = $doc] #[serde(rename = $name)] $variant, )*
+    ($(#[$meta:meta])* pub enum $name:ident { $( $variant:ident = $text:literal, $status:expr, $doc:literal; )* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $( #[doc = $doc] #[serde(rename = $text)] $variant, )*
         }
 
-        impl Code {
-            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+        }
 
-            pub fn as_str(self) -> &'static str {
-                match self { $(Code::$variant => $name,)* }
+        impl $crate::error::StableCode for $name {
+            fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
             }
-
-            /// The HTTP status of an error response with this code; `None` for row-only codes.
-            pub fn http_status(self) -> Option<u16> {
-                match self { $(Code::$variant => $status,)* }
+            fn http_status(self) -> Option<u16> {
+                match self { $($name::$variant => $status,)* }
             }
+            fn meaning(self) -> &'static str {
+                match self { $($name::$variant => $doc,)* }
+            }
+        }
 
-            /// What the code means.
-            pub fn meaning(self) -> &'static str {
-                match self { $(Code::$variant => $doc,)* }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::error::StableCode::as_str(*self))
             }
         }
     };
 }
+pub(crate) use error_codes;
+
+/// What every table of error codes offers.
+pub trait StableCode: Copy + 'static {
+    fn as_str(self) -> &'static str;
+    /// The HTTP status of an error response with this code; `None` for row-only codes.
+    fn http_status(self) -> Option<u16>;
+    /// What the code means.
+    fn meaning(self) -> &'static str;
+}
+
+/// An OpenAPI response description: `summary` and the codes it may carry, from the table.
+pub fn describe<C: StableCode>(summary: &str, codes: &[C]) -> String {
+    let list: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
+    format!("{summary}: {}", list.join(", "))
+}
+
+/// A README table of `codes` (a test checks README holds exactly this).
+pub fn markdown_table<C: StableCode>(codes: &[C]) -> String {
+    let mut out = String::from("| code | status | meaning |\n|---|---|---|\n");
+    for code in codes {
+        let status = code.http_status().map_or("on a FAILED row".to_string(), |s| s.to_string());
+        out.push_str(&format!("| `{}` | {status} | {} |\n", code.as_str(), code.meaning()));
+    }
+    out
+}
 
 error_codes! {
+    /// Every error code of the daemon: of an error response, or of a FAILED row (`error_code`).
+    pub enum Code {
     BadRequest = "bad_request", Some(400), "The request is malformed (bad multipart body, bad query).";
     InvalidId = "invalid_id", Some(400), "The id is not `<kind>-<uuid>` (or a bare uuid).";
     NoFiles = "no_files", Some(400), "The upload has no part in the `files` field.";
@@ -69,34 +102,17 @@ error_codes! {
     NetworkPoolExhausted = "network_pool_exhausted", None, "Build: every subnet of `--network-pool` is in use.";
     DockerError = "docker_error", None, "The engine refused a request; `error_message` is its answer.";
     DeleteFailed = "delete_failed", None, "Delete: something the workspace owns cannot be removed; `error_message` says what.";
+    }
 }
 
 impl Code {
+    pub fn as_str(self) -> &'static str {
+        StableCode::as_str(self)
+    }
+
     pub fn status(self) -> Status {
         Status::from_code(self.http_status().unwrap_or(500)).unwrap_or(Status::InternalServerError)
     }
-}
-
-impl std::fmt::Display for Code {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An OpenAPI response description: `summary` and the codes it may carry, from the table.
-pub fn describe(summary: &str, codes: &[Code]) -> String {
-    let list: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
-    format!("{summary}: {}", list.join(", "))
-}
-
-/// README's error table (a test checks README holds exactly this).
-pub fn markdown_table() -> String {
-    let mut out = String::from("| code | status | meaning |\n|---|---|---|\n");
-    for code in Code::ALL {
-        let status = code.http_status().map_or("row".to_string(), |s| s.to_string());
-        out.push_str(&format!("| `{}` | {status} | {} |\n", code.as_str(), code.meaning()));
-    }
-    out
 }
 
 /// The body of every error response.

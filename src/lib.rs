@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod daemon_id;
 pub mod docker;
 pub mod error;
+pub mod http_methods;
 pub mod ids;
 pub mod network_pool;
 pub mod reconcile;

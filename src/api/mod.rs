@@ -42,7 +42,7 @@ pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
 #[catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
     if status.code == 404 {
-        let allowed = allowed_methods(request);
+        let allowed = crate::http_methods::allowed_methods(request);
         if !allowed.is_empty() {
             let mut error = ApiError::new(
                 Code::MethodNotAllowed,
@@ -67,36 +67,3 @@ fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
     ApiError::new(code, what)
 }
 
-/// The methods of the mounted routes whose path template matches the request's path.
-pub fn allowed_methods(request: &Request<'_>) -> Vec<String> {
-    let path: Vec<&str> = request.uri().path().segments().collect();
-    let mut methods: Vec<String> = request
-        .rocket()
-        .routes()
-        .filter(|route| template_matches(route.uri.path(), &path))
-        .map(|route| route.method.as_str().to_string())
-        .collect();
-    if methods.iter().any(|m| m == "GET") {
-        methods.push("HEAD".into());
-    }
-    methods.sort();
-    methods.dedup();
-    methods
-}
-
-/// Whether a rocket path template (`/workspaces/<id>`, `/docs/<_..>`) matches the segments.
-fn template_matches(template: &str, path: &[&str]) -> bool {
-    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
-    let mut i = 0;
-    for part in &parts {
-        if part.starts_with('<') && part.ends_with("..>") {
-            return true;
-        }
-        let Some(segment) = path.get(i) else { return false };
-        if !(part.starts_with('<') && part.ends_with('>')) && part != segment {
-            return false;
-        }
-        i += 1;
-    }
-    i == path.len()
-}

@@ -21,20 +21,23 @@ pub struct Document {
     #[serde(skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub tags: Map<String, Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// 32-bit floats: a number outside their range is refused, not turned into infinity.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "strict::finite_vec")]
+    #[schema(value_type = Vec<Float32>)]
     pub embedding: Vec<f32>,
     /// Raw bytes: base64 text in JSON, a MessagePack `bin` between peas.
     #[serde(skip_serializing_if = "Vec::is_empty", with = "blob")]
     #[schema(value_type = String, format = Byte, default = "")]
     pub blob: Vec<u8>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "strict::objects")]
     #[schema(no_recursion)]
     pub chunks: Vec<Document>,
     /// Filled by `/search`: the nearest documents, best first, each with `scores.cosine`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "strict::objects")]
     #[schema(no_recursion)]
     pub matches: Vec<Document>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "strict::finite_map")]
+    #[schema(value_type = BTreeMap<String, Float32>)]
     pub scores: BTreeMap<String, f32>,
 }
 
@@ -68,6 +71,77 @@ impl Document {
         if let Some(k) = top_k {
             self.matches.truncate(k);
         }
+    }
+}
+
+/// A 32-bit float in the OpenAPI document: a JSON number within f32's finite range.
+pub struct Float32;
+
+impl utoipa::PartialSchema for Float32 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Float)))
+            .minimum(Some(f64::from(f32::MIN)))
+            .maximum(Some(f64::from(f32::MAX)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Float32 {}
+
+/// Stricter deserialisation than serde's derive gives: structs only from maps (the derive also
+/// takes an array of the fields in order, so `[]` would pass for a document or a body), and
+/// f32 values only when they fit (serde_json turns 1e39 into infinity, which JSON cannot carry back).
+pub mod strict {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Error, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    /// `T`, from a map only.
+    pub struct Object<T>(pub T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct MapOnly<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map))
+                }
+            }
+            deserializer.deserialize_map(MapOnly(PhantomData)).map(Object)
+        }
+    }
+
+    /// A list of `T`, each from a map only.
+    pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+        Ok(Vec::<Object<T>>::deserialize(deserializer)?.into_iter().map(|o| o.0).collect())
+    }
+
+    fn finite<E: Error>(value: f32) -> Result<f32, E> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(E::custom("a number outside the range of a 32-bit float"))
+        }
+    }
+
+    pub fn finite_vec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+        let values = Vec::<f32>::deserialize(deserializer)?;
+        values.into_iter().map(finite).collect()
+    }
+
+    pub fn finite_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, f32>, D::Error> {
+        let values = BTreeMap::<String, f32>::deserialize(deserializer)?;
+        values.into_iter().map(|(k, v)| finite(v).map(|v| (k, v))).collect()
     }
 }
 
@@ -161,5 +235,18 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<Document>(r#"{"txt":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn arrays_for_documents_and_overflowing_floats_are_refused() {
+        assert!(serde_json::from_str::<Document>(r#"{"chunks": [[]]}"#).is_err());
+        assert!(serde_json::from_str::<Document>(r#"{"embedding": [1e39]}"#).is_err());
+        assert!(serde_json::from_str::<Document>(r#"{"scores": {"cosine": -1e39}}"#).is_err());
+        let ok: Document = serde_json::from_str(r#"{"embedding": [3.4e38, 1e-50], "scores": {"c": 0.5}, "matches": [{"id": "m"}]}"#).unwrap();
+        assert_eq!(ok.matches[0].id, "m");
+        assert!(serde_json::from_str::<strict::Object<Document>>("[]").is_err());
+        // Between peas (MessagePack, field names) the same rules hold.
+        let packed = rmp_serde::to_vec_named(&ok).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Document>(&packed).unwrap(), ok);
     }
 }

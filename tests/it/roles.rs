@@ -192,3 +192,60 @@ async fn a_frozen_pea_times_out_and_is_named() {
     assert_eq!(body["not_answering"], json!(["p"]), "{body}");
     assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4), "{waited:?}");
 }
+
+/// A dead entry pod: every request fails on its own one-second send deadline. Before, the send
+/// held the entries' mutex on a blocking thread for that second, so 50 concurrent requests
+/// queued behind each other (~50 s); now they all end within the timeout plus a small margin.
+#[tokio::test]
+async fn concurrent_requests_to_a_dead_entry_pod_all_fail_within_the_timeout() {
+    let dead_in = format!("tcp://127.0.0.1:{}", free_port());
+    let dead_ctrl = format!("tcp://127.0.0.1:{}", free_port());
+    let (_gw, url) = gateway(&dead_in, &dead_ctrl, free_port(), 2000);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = http.post(format!("{url}/index")).json(&json!({"data": [{"text": format!("doc {i}")}]})).send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap(), started.elapsed())
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, body, took) = request.await.unwrap();
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["code"], "unreachable");
+        assert_eq!(body["pea"], "p");
+        assert!(took < Duration::from_millis(2000 + 1500), "answered after {took:?}");
+    }
+}
+
+/// Undeclared methods answer 405 with `Allow`; bodies that are not objects, documents given as
+/// arrays and floats a 32-bit float cannot hold are 400, never echoed back as `null`.
+#[tokio::test]
+async fn the_gateway_keeps_its_contract() {
+    let returns = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let (_pea, addrs) = start_pod("pea", "p", &[], &format!("tcp://127.0.0.1:{returns}"), dir.path());
+    let (_gw, url) = gateway(addrs["in"].as_str().unwrap(), addrs["ctrl"].as_str().unwrap(), returns, 3000);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &url).await;
+    let trace = http.request(reqwest::Method::from_bytes(b"TRACE").unwrap(), format!("{url}/index")).send().await.unwrap();
+    assert_eq!(trace.status().as_u16(), 405);
+    assert_eq!(trace.headers()["allow"], "POST");
+    assert_eq!(trace.json::<Value>().await.unwrap()["code"], "method_not_allowed");
+    let get = http.get(format!("{url}/post")).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    for bad in [json!([]), json!({"data": [[]]}), json!({"data": [{"embedding": [1e39]}]}), json!({"data": [{"scores": {"x": -1e300}}]})] {
+        let response = http.post(format!("{url}/index")).json(&bad).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad}");
+        assert_eq!(response.json::<Value>().await.unwrap()["code"], "invalid_request");
+    }
+    let empty = http.post(format!("{url}/post")).json(&json!({"endpoint": ""})).send().await.unwrap();
+    assert_eq!(empty.status().as_u16(), 400);
+    let ok = http.post(format!("{url}/index")).json(&json!({"data": [{"embedding": [3.4e38]}]})).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.json::<Value>().await.unwrap()["data"][0]["embedding"][0].is_number());
+}

@@ -4,7 +4,8 @@
 //! - `index.snapshot`: MessagePack of every document, written by `close()` (temp file + rename).
 //! - `index.log`: records appended by every `/index` and `/delete` since the snapshot, each a
 //!   little-endian `u32` length then MessagePack; replayed on start, so even a killed pea keeps
-//!   what it acknowledged. A torn last record (a crash mid-write) is ignored. When the log outgrows
+//!   what it acknowledged. A torn last record (a crash mid-write) is cut off at start, before
+//!   anything new is appended. When the log outgrows
 //!   both [`COMPACT_AT`] and twice the snapshot, it is folded into a new snapshot.
 
 use std::collections::HashMap;
@@ -94,7 +95,7 @@ impl VectorIndexer {
             File::open(&log)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(|e| format!("cannot read {}: {e}", log.display()))?;
-            self.log_bytes = bytes.len() as u64;
+            let mut good = 0usize;
             let mut rest = &bytes[..];
             while rest.len() >= 4 {
                 let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -105,7 +106,18 @@ impl VectorIndexer {
                     Err(_) => break,
                 }
                 rest = &rest[4 + len..];
+                good += 4 + len;
             }
+            // A torn tail (a crash mid-write) is cut off before anything is appended: a record
+            // written after it would otherwise be unreadable, and lost at the next start.
+            if good < bytes.len() {
+                tracing::warn!("{}: cutting a torn tail of {} bytes", log.display(), bytes.len() - good);
+                let file = OpenOptions::new().write(true).open(&log).map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+                file.set_len(good as u64)
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| format!("cannot truncate {}: {e}", log.display()))?;
+            }
+            self.log_bytes = good as u64;
         }
         Ok(())
     }
@@ -310,6 +322,33 @@ mod tests {
         drop(ix);
         let mut ix = open(dir.path());
         assert_eq!(search(&mut ix, &[0.0, -1.0])[0], "z");
+    }
+
+    /// A crash mid-write leaves a torn record; a crash after the next acknowledged write must not
+    /// lose that write (it would if it were appended after the torn bytes).
+    #[test]
+    fn two_crashes_in_a_row_lose_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("index.log");
+        let mut ix = open(dir.path());
+        ix.handle("/index", &mut vec![doc("a", &[1.0, 0.0])], &Map::new()).unwrap();
+        drop(ix);
+        // Crash 1: half a record at the end.
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&200u32.to_le_bytes()).unwrap();
+        f.write_all(&[0x92, 0xa6]).unwrap();
+        drop(f);
+        let mut ix = open(dir.path());
+        assert_eq!(ix.docs.len(), 1);
+        ix.handle("/index", &mut vec![doc("b", &[0.0, 1.0])], &Map::new()).unwrap();
+        // Crash 2: no close, and again a torn tail.
+        drop(ix);
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&[7, 0]).unwrap();
+        drop(f);
+        let mut ix = open(dir.path());
+        assert_eq!(search(&mut ix, &[0.0, 1.0])[0], "b", "acknowledged after the first crash");
+        assert_eq!(ix.docs.len(), 2);
     }
 
     #[test]

@@ -184,26 +184,30 @@ impl Dispatcher {
         }
     }
 
-    /// Sends to every entry pod: at once when it takes the frame, else waiting (bounded) off the
-    /// async threads. `Err` names an entry pod that could not be reached.
+    /// Sends to every entry pod: at once when it takes the frame, else trying again every few
+    /// milliseconds until [`sockets::SEND_TIMEOUT`]. The entries' mutex is held only for a
+    /// non-blocking send and the waiting is a tokio sleep, so a dead entry pod never holds a worker
+    /// thread or the mutex: concurrent requests each fail on their own deadline, not one after
+    /// another. `Err` names an entry pod that could not be reached.
     async fn send(&self, frame: Vec<u8>) -> Result<(), String> {
-        let unsent: Vec<usize> = match self.entries.lock() {
-            Ok(entries) => (0..entries.len()).filter(|&i| !entries[i].try_send(&frame)).collect(),
-            Err(_) => return Err("gateway".into()),
-        };
-        if unsent.is_empty() {
-            return Ok(());
-        }
-        let entries = self.entries.clone();
-        tokio::task::spawn_blocking(move || {
-            let entries = entries.lock().map_err(|_| "gateway".to_string())?;
-            for i in unsent {
-                entries[i].send(&frame).map_err(|_| entries[i].name.clone())?;
+        let deadline = Instant::now() + sockets::SEND_TIMEOUT;
+        let count = self.entries.lock().map_err(|_| "gateway".to_string())?.len();
+        let mut unsent: Vec<usize> = (0..count).collect();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            {
+                let entries = self.entries.lock().map_err(|_| "gateway".to_string())?;
+                unsent.retain(|&i| !entries[i].try_send(&frame));
+                if unsent.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(entries[unsent[0]].name.clone());
+                }
             }
-            Ok(())
-        })
-        .await
-        .map_err(|_| "gateway".to_string())?
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
     }
 
     /// Asks every pea for its status at once (300 ms each, in parallel): (name, its reply or none).

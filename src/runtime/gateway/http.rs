@@ -25,10 +25,29 @@ use serde_json::{Map, Value};
 use utoipa::{OpenApi, ToSchema};
 
 use super::{Dispatcher, GatewayError};
+use crate::error::{describe, StableCode};
+use crate::runtime::document::strict::{self, Object};
 use crate::runtime::document::Document;
 
-type Reply = Result<Json<Answer>, Custom<Json<ErrorBody>>>;
-type Body<'r, T> = Result<Json<T>, rocket::serde::json::Error<'r>>;
+type Reply = Result<Json<Answer>, Failure>;
+/// A JSON body that must be an object (serde's derive alone would also take an array of fields).
+type Body<'r, T> = Result<Json<Object<T>>, rocket::serde::json::Error<'r>>;
+
+crate::error::error_codes! {
+    /// Every error code of the gateway.
+    pub enum GatewayCode {
+        InvalidRequest = "invalid_request", Some(400), "The body is not valid JSON, not an object, has unknown fields, a bad endpoint, or a number a 32-bit float cannot hold.";
+        NotFound = "not_found", Some(404), "No such route.";
+        MethodNotAllowed = "method_not_allowed", Some(405), "The path exists but not with this method (see `Allow`).";
+        PayloadTooLarge = "payload_too_large", Some(413), "The body is larger than the gateway takes.";
+        ExecutorError = "executor_error", Some(500), "An executor raised an error; `pea` names it.";
+        ExecutorPanic = "executor_panic", Some(500), "An executor panicked; `pea` names it.";
+        Internal = "internal", Some(500), "A bug in the gateway.";
+        Unreachable = "unreachable", Some(502), "A pea is down or not reachable; `pea` names it.";
+        NotReady = "not_ready", Some(503), "The Flow is starting or stopping.";
+        Timeout = "timeout", Some(504), "No answer in time; `not_answering` lists the silent peas.";
+    }
+}
 
 /// A request to any endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,8 +55,9 @@ type Body<'r, T> = Result<Json<T>, rocket::serde::json::Error<'r>>;
 pub struct PostBody {
     /// The endpoint executors dispatch on, e.g. `/index`; must start with `/`. Alias: `execEndpoint`.
     #[serde(alias = "execEndpoint", alias = "exec_endpoint")]
+    #[schema(pattern = "^/")]
     endpoint: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::objects")]
     data: Vec<Document>,
     /// Passed to every executor; keys under `parameters.<pod name>` override for that pod.
     /// `top_k` cuts merged matches, `metric` (default `cosine`) orders them.
@@ -50,7 +70,7 @@ pub struct PostBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CrudBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::objects")]
     data: Vec<Document>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -69,6 +89,7 @@ pub struct Answer {
 /// Every error: a stable `code` and a message; `pea` names the pea that failed or cannot be reached.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = GatewayCode)]
     code: String,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,35 +129,58 @@ pub struct PeaStatus {
     processed: Option<u64>,
 }
 
-fn error(status: Status, code: &str, message: impl Into<String>) -> Custom<Json<ErrorBody>> {
-    Custom(status, Json(ErrorBody { code: code.into(), message: message.into(), pea: None, request_id: None, not_answering: None }))
+/// An error answer: status, body, and for a 405 the `Allow` header.
+pub struct Failure {
+    inner: Custom<Json<ErrorBody>>,
+    allow: Option<rocket::http::Header<'static>>,
+}
+
+impl<'r> rocket::response::Responder<'r, 'static> for Failure {
+    fn respond_to(self, request: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let mut response = self.inner.respond_to(request)?;
+        if let Some(allow) = self.allow {
+            response.set_header(allow);
+        }
+        Ok(response)
+    }
+}
+
+impl Failure {
+    fn with(status: Status, body: ErrorBody) -> Self {
+        Failure { inner: Custom(status, Json(body)), allow: None }
+    }
+}
+
+fn error(code: GatewayCode, message: impl Into<String>) -> Failure {
+    let status = Status::from_code(code.http_status().unwrap_or(500)).unwrap_or(Status::InternalServerError);
+    Failure::with(status, ErrorBody { code: code.as_str().into(), message: message.into(), pea: None, request_id: None, not_answering: None })
 }
 
 async fn run(d: &Dispatcher, endpoint: String, data: Vec<Document>, parameters: Map<String, Value>) -> Reply {
     if !endpoint.starts_with('/') {
-        return Err(error(Status::BadRequest, "invalid_request", format!("endpoint `{endpoint}` must start with `/`")));
+        return Err(error(GatewayCode::InvalidRequest, format!("endpoint `{endpoint}` must start with `/`")));
     }
     match d.call(endpoint, data, parameters).await {
         Ok(answer) => Ok(Json(Answer { request_id: answer.request_id, endpoint: answer.endpoint, data: answer.docs, routes: answer.routes })),
-        Err(GatewayError::Invalid(m)) => Err(error(Status::BadRequest, "invalid_request", m)),
+        Err(GatewayError::Invalid(m)) => Err(error(GatewayCode::InvalidRequest, m)),
         Err(GatewayError::Pea { request_id, pea, code, message }) => {
-            let status = if code == "unreachable" { Status::BadGateway } else { Status::InternalServerError };
-            Err(Custom(status, Json(ErrorBody { code, message, pea: Some(pea), request_id: Some(request_id), not_answering: None })))
+            let status = if code == GatewayCode::Unreachable.as_str() { Status::BadGateway } else { Status::InternalServerError };
+            Err(Failure::with(status, ErrorBody { code, message, pea: Some(pea), request_id: Some(request_id), not_answering: None }))
         }
-        Err(GatewayError::Timeout { request_id, silent, message }) => Err(Custom(
+        Err(GatewayError::Timeout { request_id, silent, message }) => Err(Failure::with(
             Status::GatewayTimeout,
-            Json(ErrorBody { code: "timeout".into(), message, pea: None, request_id: Some(request_id), not_answering: Some(silent) }),
+            ErrorBody { code: GatewayCode::Timeout.as_str().into(), message, pea: None, request_id: Some(request_id), not_answering: Some(silent) },
         )),
     }
 }
 
-fn body<T>(parsed: Body<'_, T>) -> Result<T, Custom<Json<ErrorBody>>> {
-    parsed.map(Json::into_inner).map_err(|e| {
+fn body<T>(parsed: Body<'_, T>) -> Result<T, Failure> {
+    parsed.map(|json| json.into_inner().0).map_err(|e| {
         let message = match e {
             rocket::serde::json::Error::Io(e) => format!("cannot read the body: {e}"),
             rocket::serde::json::Error::Parse(_, e) => format!("bad JSON body: {e}"),
         };
-        error(Status::BadRequest, "invalid_request", message)
+        error(GatewayCode::InvalidRequest, message)
     })
 }
 
@@ -148,10 +192,10 @@ async fn crud(d: &Dispatcher, endpoint: &str, parsed: Body<'_, CrudBody>) -> Rep
 /// Sends documents through the Flow to any endpoint.
 #[utoipa::path(post, path = "/post", tag = "requests", request_body = PostBody, responses(
     (status = 200, description = "The documents after every executor", body = Answer),
-    (status = 400, description = "`invalid_request`", body = ErrorBody),
-    (status = 500, description = "`executor_error` or `executor_panic`, naming the pea", body = ErrorBody),
-    (status = 502, description = "`unreachable`: a pea is down", body = ErrorBody),
-    (status = 504, description = "`timeout`: no answer in time; silent peas are named", body = ErrorBody)))]
+    (status = 400, description = describe("Bad request", &[GatewayCode::InvalidRequest]), body = ErrorBody),
+    (status = 500, description = describe("An executor failed, named in `pea`", &[GatewayCode::ExecutorError, GatewayCode::ExecutorPanic]), body = ErrorBody),
+    (status = 502, description = describe("A pea is down", &[GatewayCode::Unreachable]), body = ErrorBody),
+    (status = 504, description = describe("No answer in time; silent peas are named", &[GatewayCode::Timeout]), body = ErrorBody)))]
 #[post("/post", data = "<parsed>")]
 async fn post(d: &State<Arc<Dispatcher>>, parsed: Body<'_, PostBody>) -> Reply {
     let b = body(parsed)?;
@@ -165,8 +209,10 @@ macro_rules! crud_route {
         #[doc = $what]
         #[utoipa::path(post, path = $path, tag = "requests", request_body = CrudBody, responses(
             (status = 200, description = "The documents after every executor", body = Answer),
-            (status = "4XX", description = "Bad request", body = ErrorBody),
-            (status = "5XX", description = "Executor error, unreachable pea or timeout", body = ErrorBody)))]
+            (status = 400, description = describe("Bad request", &[GatewayCode::InvalidRequest]), body = ErrorBody),
+            (status = 500, description = describe("An executor failed, named in `pea`", &[GatewayCode::ExecutorError, GatewayCode::ExecutorPanic]), body = ErrorBody),
+            (status = 502, description = describe("A pea is down", &[GatewayCode::Unreachable]), body = ErrorBody),
+            (status = 504, description = describe("No answer in time; silent peas are named", &[GatewayCode::Timeout]), body = ErrorBody)))]
         #[post($path, data = "<parsed>")]
         async fn $handler(d: &State<Arc<Dispatcher>>, parsed: Body<'_, CrudBody>) -> Reply {
             crud(d, $path, parsed).await
@@ -182,13 +228,13 @@ crud_route!(delete, "/delete", "`POST /post` with endpoint `/delete`.");
 /// 200 once every pea of the Flow answered; 503 while starting or stopping.
 #[utoipa::path(get, path = "/ready", tag = "status", responses(
     (status = 200, description = "Ready", body = Readiness),
-    (status = 503, description = "`not_ready`", body = ErrorBody)))]
+    (status = 503, description = describe("Not ready", &[GatewayCode::NotReady]), body = ErrorBody)))]
 #[get("/ready")]
-fn ready(d: &State<Arc<Dispatcher>>) -> Result<Json<Readiness>, Custom<Json<ErrorBody>>> {
+fn ready(d: &State<Arc<Dispatcher>>) -> Result<Json<Readiness>, Failure> {
     if d.is_ready() {
         Ok(Json(Readiness { ready: true }))
     } else {
-        Err(error(Status::ServiceUnavailable, "not_ready", "the Flow is starting or stopping"))
+        Err(error(GatewayCode::NotReady, "the Flow is starting or stopping"))
     }
 }
 
@@ -217,14 +263,25 @@ fn openapi() -> (rocket::http::ContentType, String) {
 }
 
 #[catch(default)]
-fn catch_all(status: Status, req: &Request<'_>) -> Json<ErrorBody> {
+fn catch_all(status: Status, req: &Request<'_>) -> Failure {
+    if status.code == 404 {
+        let allowed = crate::http_methods::allowed_methods(req);
+        if !allowed.is_empty() {
+            let mut failure = error(GatewayCode::MethodNotAllowed, format!("{} is not allowed on {}; allowed: {}", req.method(), req.uri().path(), allowed.join(", ")));
+            failure.allow = Some(rocket::http::Header::new("Allow", allowed.join(", ")));
+            return failure;
+        }
+    }
     let code = match status.code {
-        404 => "not_found",
-        413 => "payload_too_large",
-        400 | 422 => "invalid_request",
-        _ => "internal",
+        404 => GatewayCode::NotFound,
+        405 => GatewayCode::MethodNotAllowed,
+        413 => GatewayCode::PayloadTooLarge,
+        400 | 422 => GatewayCode::InvalidRequest,
+        _ => GatewayCode::Internal,
     };
-    error(status, code, format!("{} {}: {}", req.method(), req.uri(), status.reason_lossy())).1
+    let mut failure = error(code, format!("{} {}: {}", req.method(), req.uri(), status.reason_lossy()));
+    failure.inner.0 = status;
+    failure
 }
 
 #[derive(OpenApi)]
@@ -236,6 +293,7 @@ fn catch_all(status: Status, req: &Request<'_>) -> Json<ErrorBody> {
         license(name = "Apache-2.0")
     ),
     paths(post, index, search, update, delete, ready, status),
+    components(schemas(GatewayCode)),
     tags(
         (name = "requests", description = "Documents through the Flow"),
         (name = "status", description = "Readiness and status"),
