@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
 use super::{labels, DockerError, Engine, EngineInfo, ManagedObject};
 
@@ -47,8 +46,8 @@ pub struct World {
     pub networks: HashMap<String, FakeNetwork>,
     pub containers: HashMap<String, ManagedObject>,
     pub unreachable: bool,
-    /// Operation name → error its next call returns.
-    pub fail_next: HashMap<&'static str, DockerError>,
+    /// Operation name → the error its next calls return, and how many more times.
+    pub failures: HashMap<&'static str, (DockerError, u32)>,
     /// Calls per operation name.
     pub calls: HashMap<&'static str, usize>,
     paused: HashMap<Pause, bool>,
@@ -57,22 +56,27 @@ pub struct World {
     next: u64,
 }
 
+/// How often a paused build, or a test waiting for one, looks again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 pub struct FakeEngine {
     daemon_id: String,
     world: Mutex<World>,
-    changed: Notify,
 }
 
 impl FakeEngine {
     pub fn new(daemon_id: &str) -> Arc<Self> {
-        Arc::new(FakeEngine { daemon_id: daemon_id.to_string(), world: Mutex::new(World::default()), changed: Notify::new() })
+        Arc::new(FakeEngine { daemon_id: daemon_id.to_string(), world: Mutex::new(World::default()) })
+    }
+
+    /// Make the next `times` calls of `op` fail with `error`.
+    pub fn fail(&self, op: &'static str, error: DockerError, times: u32) {
+        self.with(|w| w.failures.insert(op, (error, times)));
     }
 
     /// Look at or change the engine's state.
     pub fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        let out = f(&mut self.world.lock().unwrap_or_else(|p| p.into_inner()));
-        self.changed.notify_waiters();
-        out
+        f(&mut self.world.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Hold every build that reaches `point` until [`FakeEngine::resume`].
@@ -86,12 +90,8 @@ impl FakeEngine {
 
     /// Wait until `n` builds wait at `point`.
     pub async fn wait_paused(&self, point: Pause, n: usize) {
-        loop {
-            let notified = self.changed.notified();
-            if self.with(|w| w.waiting.get(&point).copied().unwrap_or(0) >= n) {
-                return;
-            }
-            notified.await;
+        while !self.with(|w| w.waiting.get(&point).copied().unwrap_or(0) >= n) {
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -133,9 +133,12 @@ impl FakeEngine {
             if w.unreachable {
                 return Err(DockerError::Unavailable("fake engine switched off".into()));
             }
-            match w.fail_next.remove(op) {
-                Some(e) => Err(e),
-                None => Ok(()),
+            match w.failures.get_mut(op) {
+                Some((e, left)) if *left > 0 => {
+                    *left -= 1;
+                    Err(e.clone())
+                }
+                _ => Ok(()),
             }
         })
     }
@@ -143,7 +146,6 @@ impl FakeEngine {
     async fn hold(&self, point: Pause) {
         let mut counted = false;
         loop {
-            let notified = self.changed.notified();
             let paused = self.with(|w| {
                 let paused = w.paused.get(&point).copied().unwrap_or(false);
                 if paused && !counted {
@@ -158,7 +160,7 @@ impl FakeEngine {
                 return;
             }
             counted = true;
-            notified.await;
+            tokio::time::sleep(POLL).await;
         }
     }
 

@@ -9,6 +9,7 @@ mod flows;
 mod nodes;
 mod openapi;
 mod python;
+mod races;
 mod restart;
 mod roles;
 mod store;

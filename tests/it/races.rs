@@ -1,0 +1,293 @@
+//! Workers, uploads and reconciliation interleaved on purpose, deterministically, on the in-memory
+//! engine (`docker::fake`) with a real SQLite file and the real scheduler. The real-Docker tests
+//! (`docker_workspaces`, `restart`, `scale`) check the same mechanisms against the engine itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use jinad::config::{Cli, Command};
+use jinad::daemon::Daemon;
+use jinad::docker::fake::{FakeEngine, Pause};
+use jinad::docker::{DockerError, Engine};
+use jinad::ids::{Kind, ObjectId};
+use jinad::reconcile;
+use jinad::state::State;
+use jinad::store::WorkspaceRow;
+use jinad::workspace::upload::UploadedPart;
+use jinad::workspace::{self, UploadMode};
+
+const BASE: &str = "base:3.11";
+
+struct Rig {
+    daemon: Arc<Daemon>,
+    fake: Arc<FakeEngine>,
+    _dir: tempfile::TempDir,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(s) = self.scheduler.take() {
+            s.abort();
+        }
+    }
+}
+
+/// A daemon on the fake engine, with the base and runtime images present; `extra` are `serve` flags.
+async fn rig(extra: &[&str]) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["jinad", "serve", "--base-image-template", "base:{python}", "--data-dir"];
+    let data = dir.path().to_str().unwrap().to_string();
+    args.push(&data);
+    args.extend_from_slice(extra);
+    let Command::Serve(config) = Cli::try_parse_from(args).unwrap().command else { unreachable!() };
+    let slot: Arc<std::sync::Mutex<Option<Arc<FakeEngine>>>> = Arc::default();
+    let keep = slot.clone();
+    let daemon = Daemon::open_with_engine(config, move |daemon_id| {
+        let fake = FakeEngine::new(daemon_id);
+        *keep.lock().unwrap() = Some(fake.clone());
+        fake as Arc<dyn Engine>
+    })
+    .await
+    .unwrap();
+    let fake = slot.lock().unwrap().take().unwrap();
+    let base = fake.add_image(&[BASE], &[]);
+    let digest = jinad::worker::runtime_image::binary_digest().await.unwrap();
+    let base_short = base.trim_start_matches("sha256:");
+    fake.add_image(&[&format!("jinad/runtime:{}-{}", &digest[..12], &base_short[..12])], &[("jinad.role", "runtime")]);
+    Rig { daemon, fake, _dir: dir, scheduler: None }
+}
+
+impl Rig {
+    fn start_workers(&mut self) {
+        self.scheduler = Some(tokio::spawn(jinad::worker::run_scheduler(self.daemon.clone())));
+    }
+
+    /// Uploads `files` (name, content) as a new workspace, through the same code as the API.
+    async fn upload(&self, files: &[(&str, &str)]) -> ObjectId {
+        let tmp = tempfile::tempdir_in(self.daemon.config.tmp_dir()).unwrap();
+        let parts = files
+            .iter()
+            .enumerate()
+            .map(|(i, (name, content))| {
+                let path = tmp.path().join(i.to_string());
+                std::fs::write(&path, content).unwrap();
+                UploadedPart { name: name.to_string(), path }
+            })
+            .collect();
+        let (row, created) = workspace::upload(&self.daemon, None, parts, UploadMode::CreateOrUpdate).await.unwrap();
+        assert!(created);
+        self.daemon.wake.notify_one();
+        row.object_id().unwrap()
+    }
+
+    async fn row(&self, id: &ObjectId) -> WorkspaceRow {
+        self.daemon.store.get_workspace(id).await.unwrap()
+    }
+
+    async fn wait_state(&self, id: &ObjectId, state: State) -> WorkspaceRow {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let row = self.row(id).await;
+            if row.state == state {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "{id} is {} ({:?}), never {state}", row.state, row.error_message);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_gone(&self, id: &ObjectId) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.daemon.store.get_workspace(id).await.is_ok() {
+            assert!(Instant::now() < deadline, "{id} never went away");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The tag of `id` names exactly the row's image.
+    async fn assert_settled(&self, id: &ObjectId) {
+        let row = self.row(id).await;
+        assert_eq!(row.state, State::Active, "{:?}", row.error_message);
+        let tagged = self.fake.image(&id.image_tag()).map(|i| i.id);
+        assert_eq!(tagged, row.image_id, "the tag names the row's image");
+        assert!(self.fake.with(|w| w.networks.values().any(|n| n.name == id.as_str())), "network of {id}");
+    }
+}
+
+#[tokio::test]
+async fn reconcile_during_a_build_never_removes_its_layers() {
+    let mut rig = rig(&[]).await;
+    rig.fake.pause(Pause::MidBuild);
+    rig.start_workers();
+    let id = rig.upload(&[("app.py", "print(1)")]).await;
+    rig.fake.wait_paused(Pause::MidBuild, 1).await;
+    // The build's intermediate layer carries the daemon's labels and no tag: an orphan to a
+    // careless reconciler. The row is PENDING and locked by its worker.
+    let layer_count = || rig.fake.with(|w| w.images.values().filter(|i| i.intermediate).count());
+    assert_eq!(layer_count(), 1);
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.removed_images, 0, "{report:?}");
+    assert_eq!(layer_count(), 1, "the running build's layer is still there");
+    rig.fake.resume(Pause::MidBuild);
+    rig.wait_state(&id, State::Active).await;
+    rig.assert_settled(&id).await;
+}
+
+#[tokio::test]
+async fn a_row_never_goes_active_when_its_tag_vanished_before() {
+    let mut rig = rig(&[]).await;
+    rig.fake.pause(Pause::Built);
+    rig.start_workers();
+    let id = rig.upload(&[("app.py", "print(2)")]).await;
+    rig.fake.wait_paused(Pause::Built, 1).await;
+    // Someone untags the image between the build and the row's update.
+    rig.fake.remove_image(&id.image_tag()).await.unwrap();
+    rig.fake.resume(Pause::Built);
+    // The build notices, does not write ACTIVE, and builds again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.row(&id).await.state, State::Pending, "not ACTIVE without its tag");
+    rig.wait_state(&id, State::Active).await;
+    rig.assert_settled(&id).await;
+}
+
+#[tokio::test]
+async fn deleting_a_workspace_leaves_the_shared_image_of_its_twin() {
+    let mut rig = rig(&[]).await;
+    rig.start_workers();
+    // Same files, same requirements: the same image under two tags (the layer cache).
+    let a = rig.upload(&[("app.py", "same")]).await;
+    rig.wait_state(&a, State::Active).await;
+    let b = rig.upload(&[("app.py", "same")]).await;
+    rig.wait_state(&b, State::Active).await;
+    assert_eq!(rig.row(&a).await.image_id, rig.row(&b).await.image_id);
+    workspace::delete(&rig.daemon, &a).await.unwrap();
+    rig.daemon.wake.notify_one();
+    rig.wait_gone(&a).await;
+    assert!(rig.fake.image(&a.image_tag()).is_none());
+    rig.assert_settled(&b).await;
+    // A tag whose row vanished without a delete job (a crash) is untagged by reconcile, by tag:
+    // the image stays for the workspace that still names it.
+    let c = rig.upload(&[("app.py", "same")]).await;
+    rig.wait_state(&c, State::Active).await;
+    let c_row = rig.row(&c).await;
+    sqlx_remove(&rig, &c).await;
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert!(report.removed_images >= 1, "{report:?}");
+    assert!(rig.fake.image(&c.image_tag()).is_none());
+    assert_eq!(rig.fake.image(&b.image_tag()).map(|i| i.id), c_row.image_id);
+    rig.assert_settled(&b).await;
+}
+
+/// Removes a row the way a crash between "delete job done" and "row removed" would leave things.
+async fn sqlx_remove(rig: &Rig, id: &ObjectId) {
+    let row = rig.row(id).await;
+    let row = rig.daemon.store.transition_workspace(id, row.seen(), jinad::store::WorkspaceChange::Delete).await.unwrap();
+    assert_eq!(row.state, State::Deleting);
+    rig.daemon.store.remove_workspace(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_engine_error_does_not_end_a_reconcile_round() {
+    let rig = rig(&[]).await;
+    let daemon_id = rig.daemon.daemon_id.clone();
+    for _ in 0..3 {
+        let gone = ObjectId::mint(Kind::Workspace);
+        let labels = [("jinad.managed", "true"), ("jinad.daemon", daemon_id.as_str()), ("jinad.id", gone.as_str()), ("jinad.workspace", gone.as_str())];
+        rig.fake.add_network(gone.as_str(), "192.168.250.0/24", &labels);
+    }
+    rig.fake.fail("remove_network", DockerError::Api { status: 500, message: "boom".into() }, 1);
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert_eq!(report.removed_networks, 2, "the round went on: {report:?}");
+    // An unreachable engine ends the round with an error instead.
+    rig.fake.with(|w| w.unreachable = true);
+    assert!(reconcile::reconcile(&rig.daemon).await.is_err());
+}
+
+#[tokio::test]
+async fn the_network_pool_runs_out_with_a_clear_code_and_skips_foreign_subnets() {
+    let mut rig = rig(&["--network-pool", "10.77.0.0/23", "--network-prefix", "24"]).await;
+    // Someone else's network sits on the first subnet of the pool.
+    rig.fake.add_network("not-ours", "10.77.0.0/25", &[]);
+    rig.start_workers();
+    let a = rig.upload(&[("app.py", "a")]).await;
+    rig.wait_state(&a, State::Active).await;
+    assert_eq!(rig.row(&a).await.subnet.as_deref(), Some("10.77.1.0/24"));
+    let b = rig.upload(&[("app.py", "b")]).await;
+    let failed = rig.wait_state(&b, State::Failed).await;
+    assert_eq!(failed.error_code.as_deref(), Some("network_pool_exhausted"), "{:?}", failed.error_message);
+    assert!(failed.error_message.unwrap_or_default().contains("10.77.0.0/23"));
+    // Deleting the first frees its subnet; the second builds on it.
+    workspace::delete(&rig.daemon, &a).await.unwrap();
+    rig.daemon.wake.notify_one();
+    rig.wait_gone(&a).await;
+    let row = rig.row(&b).await;
+    rig.daemon.store.transition_workspace(&b, row.seen(), jinad::store::WorkspaceChange::Requeue { files: None }).await.unwrap();
+    rig.daemon.wake.notify_one();
+    rig.wait_state(&b, State::Active).await;
+    assert_eq!(rig.row(&b).await.subnet.as_deref(), Some("10.77.1.0/24"));
+}
+
+#[tokio::test]
+async fn a_delete_that_cannot_succeed_ends_failed_with_the_reason() {
+    let mut rig = rig(&[]).await;
+    rig.start_workers();
+    let id = rig.upload(&[("app.py", "x")]).await;
+    rig.wait_state(&id, State::Active).await;
+    rig.fake.fail("remove_network", DockerError::Api { status: 409, message: "network has active endpoints".into() }, u32::MAX);
+    workspace::delete(&rig.daemon, &id).await.unwrap();
+    rig.daemon.wake.notify_one();
+    let failed = rig.wait_state(&id, State::Failed).await;
+    assert_eq!(failed.error_code.as_deref(), Some("delete_failed"));
+    assert!(failed.error_message.unwrap_or_default().contains("active endpoints"));
+    // Once the cause is gone, DELETE again finishes it.
+    rig.fake.fail("remove_network", DockerError::Api { status: 409, message: String::new() }, 0);
+    workspace::delete(&rig.daemon, &id).await.unwrap();
+    rig.daemon.wake.notify_one();
+    rig.wait_gone(&id).await;
+}
+
+/// Twenty uploads while reconcile runs in a loop: every row ends ACTIVE on its own tag, and every
+/// labelled object belongs to a live row.
+#[tokio::test]
+async fn many_builds_under_constant_reconciliation_all_settle() {
+    let mut rig = rig(&["--workers", "4"]).await;
+    rig.start_workers();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconciler = {
+        let (daemon, stop) = (rig.daemon.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                reconcile::reconcile(&daemon).await.unwrap();
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        // Half of them identical: shared images.
+        ids.push(rig.upload(&[("app.py", if i % 2 == 0 { "shared" } else { "own" }), ("n.txt", &format!("{}", i % 4))]).await);
+    }
+    for id in &ids {
+        rig.wait_state(id, State::Active).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(reconciler.await.unwrap() > 0);
+    for id in &ids {
+        rig.assert_settled(id).await;
+    }
+    let live: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    rig.fake.with(|w| {
+        for network in w.networks.values() {
+            assert!(live.contains(&network.name), "network {} belongs to a live row", network.name);
+        }
+        for image in w.images.values().filter(|i| i.labels.get("jinad.role").map(String::as_str) == Some("workspace")) {
+            assert!(!image.tags.is_empty(), "no untagged workspace image left: {image:?}");
+        }
+    });
+}
