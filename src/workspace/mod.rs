@@ -87,6 +87,7 @@ pub async fn upload(
     };
     match existing {
         None => {
+            staged.check_new()?;
             let files = staged.files().to_vec();
             let moved_dest = dest.clone();
             tokio::task::spawn_blocking(move || staged.create(&moved_dest))

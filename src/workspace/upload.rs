@@ -78,11 +78,6 @@ pub fn stage(parts: &[UploadedPart], tmp_dir: &Path, limits: Limits) -> Result<S
             }
         }
     }
-    // Every link must resolve inside the workspace, and the answer must not depend on where the
-    // tree sits: resolution treats the tree as the whole world (see `paths::resolve_with`).
-    if let Some((link, why)) = first_bad_link(dir.path())? {
-        return Err(UploadError::BadLink { path: link.display().to_string(), why });
-    }
     let files = list_files(dir.path())?;
     Ok(Staged { dir, files })
 }
@@ -90,6 +85,16 @@ pub fn stage(parts: &[UploadedPart], tmp_dir: &Path, limits: Limits) -> Result<S
 impl Staged {
     pub fn files(&self) -> &[String] {
         &self.files
+    }
+
+    /// Check a tree that becomes a new workspace on its own: every link must resolve inside it,
+    /// and the answer does not depend on where the tree sits (resolution treats the tree as the
+    /// whole world, see `paths::resolve_with`). Updates are checked by [`Staged::check_merge`].
+    pub fn check_new(&self) -> Result<(), UploadError> {
+        match first_bad_link(self.dir.path())? {
+            Some((link, why)) => Err(UploadError::BadLink { path: link.display().to_string(), why }),
+            None => Ok(()),
+        }
     }
 
     /// Move the staged tree to `dest`, which must not exist yet (a new workspace).

@@ -100,3 +100,128 @@ async fn safe_archives_keep_their_directories_and_inner_links() {
     assert_eq!(std::fs::read_to_string(root.join("proj/copy.py")).unwrap(), "print(1)\n");
     assert_eq!(tree(&daemon.data.join("tmp")), Vec::<String>::new());
 }
+
+/// The chain of the hardening issue: `d/l -> ..` and `x -> d/l/../<another workspace>`. In the
+/// staging directory `x` dangles (so a per-link check skipped it); in place it would point into the
+/// other workspace. Links resolve with the workspace as the whole world, and a dangling one is
+/// refused, so the answer does not depend on where the tree sits.
+#[tokio::test]
+async fn a_symlink_chain_cannot_reach_another_workspace() {
+    let daemon = Daemon::start_without_docker(&[]).await;
+    let (status, victim) = daemon.upload(Method::POST, "/workspaces", &[("victim.py", b"v".to_vec())]).await;
+    assert_eq!(status, 201, "{victim}");
+    let victim_id = victim["id"].as_str().unwrap().to_string();
+    let victim_dir = daemon.data.join("workspaces").join(&victim_id);
+    let before = tree(&victim_dir);
+
+    let chain = |target: &str| {
+        finish_tar(
+            [raw_tar_entry("d/", EntryType::Directory, "", b""), raw_tar_entry("d/l", EntryType::Symlink, "..", b""), raw_tar_entry("x", EntryType::Symlink, target, b"")]
+                .concat(),
+        )
+    };
+    let cases = [
+        ("chain.tar", chain(&format!("d/l/../{victim_id}"))),
+        ("dangling.tar", chain("d/nothing-here")),
+        ("absolute.tar", finish_tar(raw_tar_entry("abs", EntryType::Symlink, "/tmp", b""))),
+        ("loop.tar", finish_tar([raw_tar_entry("a", EntryType::Symlink, "b", b""), raw_tar_entry("b", EntryType::Symlink, "a", b"")].concat())),
+    ];
+    for (name, archive) in cases {
+        let (got, body) = daemon.upload(Method::POST, "/workspaces", &[(name, archive)]).await;
+        assert_eq!((got, body["code"].as_str()), (400, Some("unsafe_archive_link")), "{name}: {body}");
+    }
+    // Only the victim exists, untouched.
+    assert_eq!(daemon.get("/workspaces").await.1.as_array().unwrap().len(), 1);
+    assert_eq!(tree(&victim_dir), before);
+    assert_eq!(tree(&daemon.data.join("tmp")), Vec::<String>::new());
+}
+
+/// Links created by one upload and used by a later one: a later upload never writes through a
+/// link (not even one pointing inside), and links it adds must resolve in the merged tree.
+#[tokio::test]
+async fn later_uploads_never_write_through_links() {
+    let daemon = Daemon::start_without_docker(&[]).await;
+    let first = finish_tar(
+        [
+            raw_tar_entry("real/", EntryType::Directory, "", b""),
+            raw_tar_entry("real/a.py", EntryType::Regular, "", b"a"),
+            raw_tar_entry("inner", EntryType::Symlink, "real", b""),
+        ]
+        .concat(),
+    );
+    let (status, body) = daemon.upload(Method::POST, "/workspaces", &[("first.tar", first)]).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let root = daemon.data.join("workspaces").join(&id);
+    let path = format!("/workspaces/{id}");
+    // The daemon has no engine, so the row stays PENDING (updates wait): settle it by hand, as a
+    // failed build would.
+    let store = jinad::store::Store::open(&daemon.db()).await.unwrap();
+    let ws = jinad::ids::ObjectId::parse(jinad::ids::Kind::Workspace, &id).unwrap();
+    let settle = || async {
+        let row = store.get_workspace(&ws).await.unwrap();
+        let change = jinad::store::WorkspaceChange::Fail { code: "build_failed".into(), message: "test".into() };
+        store.transition_workspace(&ws, row.seen(), change).await.unwrap();
+    };
+    settle().await;
+
+    // Through the link: refused (the file would land in `real/`, or anywhere the link points).
+    let (got, body) = daemon.upload(Method::PUT, &path, &[("inner/evil.py", b"x".to_vec())]).await;
+    assert_eq!((got, body["code"].as_str()), (400, Some("unsafe_archive_link")), "{body}");
+    assert!(!root.join("real/evil.py").exists());
+    // A new link to something only the workspace has: fine.
+    let ok = finish_tar(raw_tar_entry("to_a", EntryType::Symlink, "inner/a.py", b""));
+    let (got, body) = daemon.upload(Method::PUT, &path, &[("ok.tar", ok)]).await;
+    assert_eq!(got, 200, "{body}");
+    settle().await;
+    for (name, archive) in [
+        ("up.tar", finish_tar(raw_tar_entry("up", EntryType::Symlink, "inner/../..", b""))),
+        ("nowhere.tar", finish_tar(raw_tar_entry("nowhere", EntryType::Symlink, "inner/missing.py", b""))),
+    ] {
+        let (got, body) = daemon.upload(Method::PUT, &path, &[(name, archive)]).await;
+        assert_eq!((got, body["code"].as_str()), (400, Some("unsafe_archive_link")), "{name}: {body}");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("to_a")).unwrap(), "a");
+    assert!(!root.join("up").exists() && !root.join("nowhere").exists());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn too_many_parts_and_undeclared_methods() {
+    let daemon = Daemon::start_without_docker(&["--max-upload-parts", "3"]).await;
+    let files: Vec<(String, Vec<u8>)> = (0..4).map(|i| (format!("f{i}.py"), vec![b'x'])).collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    assert_refused(&daemon, &files, 400, "too_many_parts").await;
+    let response = daemon
+        .http
+        .request(Method::from_bytes(b"TRACE").unwrap(), format!("{}/workspaces", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+    let (status, _) = daemon.upload(Method::PATCH, "/workspaces/jworkspace-6b3f0b0e-6a57-4f6e-a0f5-0b8e6b1d2c3a", &[("a", vec![])]).await;
+    assert_eq!(status, 405);
+}
+
+/// An upload killed between moving its files in and inserting its row, and staging files of a
+/// killed upload: swept when the daemon starts again.
+#[tokio::test]
+async fn leftovers_of_cut_uploads_are_swept_at_start() {
+    let mut daemon = Daemon::start_without_docker(&[]).await;
+    let (status, body) = daemon.upload(Method::POST, "/workspaces", &[("keep.py", b"k".to_vec())]).await;
+    assert_eq!(status, 201, "{body}");
+    let kept = body["id"].as_str().unwrap().to_string();
+    daemon.kill9();
+    let orphan = daemon.data.join("workspaces").join("jworkspace-6b3f0b0e-6a57-4f6e-a0f5-0b8e6b1d2c3a");
+    std::fs::create_dir_all(orphan.join("sub")).unwrap();
+    std::fs::write(orphan.join("sub/a.py"), "x").unwrap();
+    std::fs::create_dir_all(daemon.data.join("tmp/stage-abc/deep")).unwrap();
+    std::fs::write(daemon.data.join("tmp/upload-xyz"), "partial").unwrap();
+    daemon.restart();
+    assert_eq!(tree(&daemon.data.join("tmp")), Vec::<String>::new());
+    assert_eq!(tree(&daemon.data.join("workspaces")).into_iter().filter(|p| !p.contains('/')).collect::<Vec<_>>(), vec![kept.clone()]);
+    assert_eq!(daemon.get(&format!("/workspaces/{kept}")).await.0, 200);
+}
