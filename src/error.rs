@@ -18,9 +18,12 @@ use crate::store::StoreError;
 macro_rules! error_codes {
     ($(#[$meta:meta])* pub enum $name:ident { $( $variant:ident = $text:literal, $status:expr, $doc:literal; )* }) => {
         $(#[$meta])*
+        // The names are the variants in snake_case (a test checks they equal the table's text:
+        // utoipa does not see a `rename` that comes through a macro argument).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $( #[doc = $doc] #[serde(rename = $text)] $variant, )*
+            $( #[doc = $doc] $variant, )*
         }
 
         impl $name {

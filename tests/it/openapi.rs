@@ -39,3 +39,35 @@ fn committed_gateway_spec_is_current() {
     assert_eq!(doc["matches"]["items"]["$ref"], "#/components/schemas/Document");
     assert_eq!(doc["blob"]["format"], "byte");
 }
+
+/// README's error tables are the code's tables, row for row.
+#[test]
+fn readme_lists_exactly_the_error_codes() {
+    use jinad::error::{markdown_table, Code};
+    use jinad::runtime::gateway::http::GatewayCode;
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (name, table) in [("daemon", markdown_table(Code::ALL)), ("gateway", markdown_table(GatewayCode::ALL))] {
+        assert!(readme.contains(&table), "README's {name} error table is stale; it must read:\n{table}");
+    }
+}
+
+/// The error body's `code` in each spec is the enum of the code's table.
+#[test]
+fn specs_enumerate_the_error_codes() {
+    use jinad::error::{Code, StableCode};
+    use jinad::runtime::gateway::http::GatewayCode;
+    let daemon: serde_json::Value = serde_json::from_str(&jinad::api::openapi::json()).unwrap();
+    let listed: Vec<&str> = daemon["components"]["schemas"]["Code"]["enum"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(listed, Code::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>());
+    let gateway: serde_json::Value = serde_json::from_str(&jinad::runtime::gateway::http::openapi_json()).unwrap();
+    let listed: Vec<&str> = gateway["components"]["schemas"]["GatewayCode"]["enum"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(listed, GatewayCode::ALL.iter().map(|c| StableCode::as_str(*c)).collect::<Vec<_>>());
+}
+
+/// `cargo test --test it print_error_tables -- --ignored --nocapture` prints the tables for README.
+#[test]
+#[ignore]
+fn print_error_tables() {
+    println!("{}", jinad::error::markdown_table(jinad::error::Code::ALL));
+    println!("{}", jinad::error::markdown_table(jinad::runtime::gateway::http::GatewayCode::ALL));
+}
