@@ -36,7 +36,7 @@ pub fn run_in(image: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn project(app: &str) -> Vec<(&'static str, Vec<u8>)> {
+pub fn project(app: &str) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (".jinad", b"python = 3.11\n".to_vec()),
         ("requirements.txt", format!("./{WHEEL}\n").into_bytes()),
@@ -61,6 +61,10 @@ async fn workspace_life_cycle_on_real_docker() {
     let image = view["image_id"].as_str().unwrap().to_string();
     let log = daemon.text(&format!("/workspaces/{first}/logs")).await;
     assert!(log.contains("Successfully installed jinad-fixture-tiny"), "pip ran for the first workspace:\n{log}");
+    // PEP 668: the base keeps its "externally managed" marker; requirements went into the
+    // runtime image's venv, whose interpreter is the one on PATH (what executors run).
+    let where_ = run_in(&image, "ls /usr/lib/python3*/EXTERNALLY-MANAGED && python3 -c 'import sys, jinad_fixture_tiny; print(sys.prefix)'");
+    assert!(where_.contains("EXTERNALLY-MANAGED") && where_.trim_end().ends_with("/opt/jinad/venv"), "{where_}");
 
     // Labels on the image and the network, read back through the Docker API. The image carries the
     // daemon's labels (shared by all its workspaces, so cached) and is named by its tag.

@@ -12,5 +12,6 @@ mod python;
 mod races;
 mod restart;
 mod roles;
+mod scale;
 mod store;
 mod uploads;
