@@ -25,6 +25,8 @@ impl Kind {
     }
 }
 
+const BUILD_SUFFIX: &str = "-build";
+
 /// A validated object id. Parsing normalises the uuid to its dashed lower-case form, as JinaD did.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(String);
@@ -58,10 +60,22 @@ impl ObjectId {
         format!("{}:{}", self.kind_prefix(), self.uuid_part())
     }
 
-    /// The workspace a `jworkspace:<uuid>` tag names.
-    pub fn from_image_tag(tag: &str) -> Option<ObjectId> {
-        let uuid = tag.strip_prefix(Kind::Workspace.prefix())?.strip_prefix(':')?;
-        ObjectId::parse(Kind::Workspace, uuid).ok()
+    /// The tag a build of a workspace writes, `jworkspace:<uuid>-build`. Only once the build has
+    /// succeeded, under the row's lock, does the image also get [`ObjectId::image_tag`]: a build a
+    /// crash left running in the engine can only ever move this tag, never the row's.
+    pub fn build_tag(&self) -> String {
+        format!("{}{BUILD_SUFFIX}", self.image_tag())
+    }
+
+    /// The workspace a `jworkspace:<uuid>` or `jworkspace:<uuid>-build` tag names, and whether it
+    /// is the build tag.
+    pub fn from_image_tag(tag: &str) -> Option<(ObjectId, bool)> {
+        let rest = tag.strip_prefix(Kind::Workspace.prefix())?.strip_prefix(':')?;
+        let (uuid, build) = match rest.strip_suffix(BUILD_SUFFIX) {
+            Some(uuid) => (uuid, true),
+            None => (rest, false),
+        };
+        ObjectId::parse(Kind::Workspace, uuid).ok().map(|id| (id, build))
     }
 
     /// The uuid part, used as the Docker image tag (`jworkspace:<uuid>`).
@@ -93,5 +107,8 @@ mod tests {
         assert!(ObjectId::parse(Kind::Workspace, "jflow-6b3f0b0e-6a57-4f6e-a0f5-0b8e6b1d2c3a").is_err());
         assert!(ObjectId::parse(Kind::Workspace, "jworkspace-nope").is_err());
         assert!(ObjectId::parse(Kind::Workspace, "../etc").is_err());
+        assert_eq!(ObjectId::from_image_tag(&id.image_tag()), Some((id.clone(), false)));
+        assert_eq!(ObjectId::from_image_tag(&id.build_tag()), Some((id.clone(), true)));
+        assert_eq!(ObjectId::from_image_tag("jworkspace:nope-build"), None);
     }
 }

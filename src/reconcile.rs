@@ -6,7 +6,8 @@
 //! - Objects of this daemon whose row is gone are removed: containers and networks by their
 //!   `jinad.workspace`/`jinad.id` label, images by untagging the `jworkspace:<uuid>` tag of a gone
 //!   row (the image itself goes with its last tag), and images of a project Dockerfile that an
-//!   earlier build of a settled row left behind.
+//!   earlier build of a settled row left behind. A `jworkspace:<uuid>-build` tag of a row nobody
+//!   is building is untagged too: an interrupted build's, or one a killed daemon left running.
 //! - Never touched: objects of other daemons; anything of a row that is PENDING or DELETING, or
 //!   whose lock someone holds (a worker, an upload): each row is looked at under its lock, taken
 //!   with `try_lock`, so a busy row is skipped for this round; untagged images no row names (the
@@ -111,11 +112,13 @@ async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), Reco
         }
     }
     for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
-        // Tags first: the tag of a gone row goes; the image goes with its last tag.
+        // Tags first: the tag of a gone row goes, and so does the build tag of a row nobody is
+        // building (left by a build a crash interrupted or left running in the engine); the
+        // image goes with its last tag.
         for tag in &image.tags {
-            let Some(owner) = ObjectId::from_image_tag(tag) else { continue };
+            let Some((owner, build_tag)) = ObjectId::from_image_tag(tag) else { continue };
             let Some(_lock) = daemon.row_locks.try_lock(owner.as_str()) else { continue };
-            if !daemon.store.workspace_exists(owner.as_str()).await? {
+            if build_tag || !daemon.store.workspace_exists(owner.as_str()).await? {
                 match engine.remove_image(tag).await {
                     Ok(()) => report.removed_images += 1,
                     Err(e) => record(report, &format!("image tag {tag}"), e)?,
@@ -146,7 +149,8 @@ async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), Reco
 /// same requirements and the same files get the same image), or, for images built from a
 /// project's own Dockerfile, its `jinad.id` label. Empty for an untagged layer (build cache).
 pub fn image_owners(image: &ManagedObject) -> Vec<ObjectId> {
-    let mut owners: Vec<ObjectId> = image.tags.iter().filter_map(|t| ObjectId::from_image_tag(t)).collect();
+    let mut owners: Vec<ObjectId> = image.tags.iter().filter_map(|t| ObjectId::from_image_tag(t).map(|(id, _)| id)).collect();
+    owners.dedup();
     if let Some(id) = image.labels.get(labels::ID).and_then(|id| ObjectId::parse(Kind::Workspace, id).ok()) {
         if !owners.contains(&id) {
             owners.push(id);

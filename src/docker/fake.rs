@@ -285,6 +285,23 @@ impl Engine for FakeEngine {
         })
     }
 
+    async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError> {
+        self.enter("tag_image")?;
+        self.with(|w| {
+            let Some(id) = find_image(w, image) else {
+                return Err(DockerError::Api { status: 404, message: format!("no such image: {image}") });
+            };
+            // The image that had the tag keeps existing, untagged, as in Docker.
+            for other in w.images.values_mut() {
+                other.tags.retain(|t| t != reference);
+            }
+            if let Some(target) = w.images.get_mut(&id) {
+                target.tags.push(reference.to_string());
+            }
+            Ok(())
+        })
+    }
+
     async fn ensure_network(&self, name: &str, subnet: &str, network_labels: &HashMap<String, String>) -> Result<String, DockerError> {
         self.enter("ensure_network")?;
         self.with(|w| {

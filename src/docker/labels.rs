@@ -32,10 +32,9 @@ pub fn for_workspace_image(daemon_id: &str) -> HashMap<String, String> {
     ])
 }
 
-pub fn for_runtime(daemon_id: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (MANAGED.to_string(), "true".to_string()),
-        (DAEMON.to_string(), daemon_id.to_string()),
-        (ROLE.to_string(), "runtime".to_string()),
-    ])
+/// The labels of a runtime image. No daemon id: the image depends only on the base and the binary,
+/// so daemons sharing an engine build the very same image under the same tag (a per-daemon label
+/// would make two images race for one tag and defeat the layer cache of workspaces built on it).
+pub fn for_runtime() -> HashMap<String, String> {
+    HashMap::from([(MANAGED.to_string(), "true".to_string()), (ROLE.to_string(), "runtime".to_string())])
 }

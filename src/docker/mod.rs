@@ -13,7 +13,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{BuildInfo, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -156,6 +156,8 @@ pub trait Engine: Send + Sync {
     /// removes the image unless another tag still names it. Never forced, never prunes parents:
     /// they are the layer cache other builds share and may be committing on right now.
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// Tag an image (by id) as `repo:tag`, moving the tag if another image had it.
+    async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError>;
     /// The network named `name` on `subnet`, created (bridge, labelled) if missing. Returns its id.
     async fn ensure_network(&self, name: &str, subnet: &str, labels: &HashMap<String, String>) -> Result<String, DockerError>;
     async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError>;
@@ -341,6 +343,16 @@ impl Engine for DockerEngine {
         let result = async {
             let options = RemoveImageOptionsBuilder::default().force(false).noprune(true).build();
             found(self.client().await?.remove_image(reference, Some(options), None).await).map(drop)
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError> {
+        let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let result = async {
+            let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+            self.client().await?.tag_image(image, Some(options)).await.map_err(DockerError::from)
         }
         .await;
         self.reset_on(result).await

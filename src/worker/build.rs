@@ -167,13 +167,20 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
             .await
             .map_err(|e| fail(Code::Internal, e.to_string()))??;
     }
+    // Built under the build tag; the row's own tag follows only once the build has succeeded,
+    // here, under the row's lock (a build a crash left running can only move the build tag).
     let tag = id.image_tag();
+    let build_tag = id.build_tag();
     log.note(&format!("building {tag}"));
     let image_id = daemon
         .engine
-        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &tag, &build_args, &mut |line| log.line(line))
+        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &build_tag, &build_args, &mut |line| log.line(line))
         .await?;
     drop(ctx);
+    match daemon.engine.tag_image(&image_id, &tag).await {
+        Err(e) if e.is_not_found() => return Err(Stop::Retry(format!("the image just built is gone ({e}); building again"))),
+        other => other?,
+    }
 
     // 5. The network, on a subnet of the daemon's own pool.
     let network_id = match daemon.engine.network_id(id.as_str()).await? {
@@ -202,6 +209,10 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
     let change = WorkspaceChange::Activate { image_id: image_id.clone(), image_tag: tag, network_id };
     *row = daemon.store.transition_workspace(id, row.seen(), change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
+    // The build tag has done its job (the image keeps the row's tag).
+    if let Err(e) = daemon.engine.remove_image(&build_tag).await {
+        tracing::info!(%id, "the build tag stays until the next reconciliation: {e}");
+    }
 
     // 7. The image of the previous build, if the tag moved on: by id, so it goes only if no tag
     //    (another workspace's) still names it.

@@ -62,11 +62,14 @@ async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), DeleteError> {
     }
     // Its tag goes (which deletes the image unless another workspace's tag names it too); an image
     // only this workspace's label names (a project Dockerfile's) goes by id.
-    let tag = id.image_tag();
+    let (tag, build_tag) = (id.image_tag(), id.build_tag());
     for image in engine.own_images(&[(labels::ROLE, "workspace")]).await? {
         let owners = crate::reconcile::image_owners(&image);
-        if image.tags.contains(&tag) {
-            engine.remove_image(&tag).await?;
+        let mine: Vec<&String> = image.tags.iter().filter(|t| **t == tag || **t == build_tag).collect();
+        if !mine.is_empty() {
+            for t in mine {
+                engine.remove_image(t).await?;
+            }
         } else if owners == [id.clone()] {
             engine.remove_image(&image.docker_id).await?;
         }

@@ -70,7 +70,7 @@ pub async fn ensure(daemon: &Daemon, base_image: &str, log: &mut crate::build_lo
     log.note(&format!("building runtime image {tag}: {base_image} + this jinad binary"));
     let ctx = tempfile::Builder::new().prefix("runtime-").suffix(".tar").tempfile_in(daemon.config.tmp_dir())?;
     let ctx_path = ctx.path().to_path_buf();
-    let text = format!("{}{}", dockerfile::runtime(base_image), dockerfile::label_line(&labels::for_runtime(&daemon.daemon_id)));
+    let text = format!("{}{}", dockerfile::runtime(base_image), dockerfile::label_line(&labels::for_runtime()));
     tokio::task::spawn_blocking(move || context::write_runtime_context(&ctx_path, &text, &own_executable()))
         .await
         .map_err(std::io::Error::other)??;

@@ -136,14 +136,16 @@ async fn reconcile_during_a_build_never_removes_its_layers() {
 }
 
 #[tokio::test]
-async fn a_row_never_goes_active_when_its_tag_vanished_before() {
+async fn a_row_never_goes_active_when_its_image_vanished_before() {
     let mut rig = rig(&[]).await;
     rig.fake.pause(Pause::Built);
     rig.start_workers();
     let id = rig.upload(&[("app.py", "print(2)")]).await;
     rig.fake.wait_paused(Pause::Built, 1).await;
-    // Someone untags the image between the build and the row's update.
-    rig.fake.remove_image(&id.image_tag()).await.unwrap();
+    // The image goes between the build and the row's update.
+    assert!(rig.fake.image(&id.image_tag()).is_none(), "the row's tag comes only after the build");
+    let built = rig.fake.image(&id.build_tag()).expect("built under the build tag").id;
+    rig.fake.with(|w| w.images.remove(&built));
     rig.fake.resume(Pause::Built);
     // The build notices, does not write ACTIVE, and builds again.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -290,4 +292,24 @@ async fn many_builds_under_constant_reconciliation_all_settle() {
             assert!(!image.tags.is_empty(), "no untagged workspace image left: {image:?}");
         }
     });
+}
+
+/// A build a killed daemon left running in the engine finishes late and moves the build tag; the
+/// row's own tag, written only under the row's lock, keeps naming the row's image, and reconcile
+/// clears the stray build tag.
+#[tokio::test]
+async fn a_late_build_never_moves_the_rows_tag() {
+    let mut rig = rig(&[]).await;
+    rig.start_workers();
+    let id = rig.upload(&[("app.py", "print(3)")]).await;
+    rig.wait_state(&id, State::Active).await;
+    let image = rig.row(&id).await.image_id;
+    assert!(rig.fake.image(&id.build_tag()).is_none(), "the build tag is gone once ACTIVE");
+    // The orphan: another image arrives under the build tag.
+    let stray = rig.fake.add_image(&[&id.build_tag()], &[("jinad.managed", "true"), ("jinad.daemon", &rig.daemon.daemon_id), ("jinad.role", "workspace")]);
+    assert_eq!(rig.fake.image(&id.image_tag()).map(|i| i.id), image);
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.removed_images, 1, "{report:?}");
+    assert!(rig.fake.image(&stray).is_none());
+    rig.assert_settled(&id).await;
 }
