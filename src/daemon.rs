@@ -21,6 +21,10 @@ pub struct Daemon {
     pub wake: Notify,
     /// One lock per row: workers, uploads and reconciliation never act on a row at the same time.
     pub row_locks: RowLocks,
+    /// Held shared by every image build while the engine builds; reconciliation takes it
+    /// exclusively (only with `try_write`) to sweep untagged layers, so it never sweeps while a
+    /// build of this daemon may be committing a layer.
+    pub build_gate: tokio::sync::RwLock<()>,
     /// Where workspace networks get their subnets.
     pub network_pool: Pool,
     /// The runtime image already built by this process, per base image id.
@@ -52,6 +56,7 @@ impl Daemon {
             started: Instant::now(),
             wake: Notify::new(),
             row_locks: RowLocks::default(),
+            build_gate: tokio::sync::RwLock::new(()),
             network_pool,
             runtime_images: Default::default(),
         }))

@@ -2,7 +2,19 @@
 //! the daemon's API and the Flow gateway, whose catchers answer 405 with `Allow` when the path
 //! exists with other methods.
 
+use rocket::http::{Method, Status};
 use rocket::Request;
+
+/// If the catcher's `status` for `request` should be a 405, the methods to list in `Allow`:
+/// - 404: no route matched, but the path exists with other methods;
+/// - 400 on a GET: rocket hands a request with a method it does not know (`QUERY`, `FOO`) to the
+///   catchers as a 400 GET (its "salvaged" request); our handlers answer their own errors, so a
+///   400 reaching the catcher for a known path means exactly that.
+pub fn not_allowed(status: Status, request: &Request<'_>) -> Option<Vec<String>> {
+    let candidate = status.code == 404 || (status.code == 400 && request.method() == Method::Get);
+    let allowed = if candidate { allowed_methods(request) } else { Vec::new() };
+    (!allowed.is_empty()).then_some(allowed)
+}
 
 /// The methods of the mounted routes whose path template matches the request's path.
 pub fn allowed_methods(request: &Request<'_>) -> Vec<String> {

@@ -10,8 +10,9 @@
 //!   is building is untagged too: an interrupted build's, or one a killed daemon left running.
 //! - Never touched: objects of other daemons; anything of a row that is PENDING or DELETING, or
 //!   whose lock someone holds (a worker, an upload): each row is looked at under its lock, taken
-//!   with `try_lock`, so a busy row is skipped for this round; untagged images no row names (the
-//!   intermediate layers of a build that is running, the shared build cache).
+//!   with `try_lock`, so a busy row is skipped for this round. Untagged images no row names look
+//!   exactly like the newest layer of a running build: they are swept only under the build gate
+//!   (`Daemon::build_gate`, taken with `try_write`), i.e. while no build of this daemon runs.
 //! - An engine error on one object is recorded and the round goes on; only an unreachable engine
 //!   ends it early.
 
@@ -124,6 +125,18 @@ async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), Reco
                     Err(e) => record(report, &format!("image tag {tag}"), e)?,
                 }
             }
+        }
+        // An untagged layer with no owner: what a failed or killed build left (while a build runs,
+        // its newest layer looks exactly like this). Swept only while no build of this daemon
+        // runs; the gate is held for the removal, so no build starts meanwhile.
+        if image.tags.is_empty() && !image.labels.contains_key(labels::ID) {
+            if let Ok(_no_build) = daemon.build_gate.try_write() {
+                match engine.remove_dangling_image(&image.docker_id).await {
+                    Ok(()) => report.removed_images += 1,
+                    Err(e) => record(report, &format!("untagged image {}", image.docker_id), e)?,
+                }
+            }
+            continue;
         }
         // An untagged image a project Dockerfile built (labelled with its row): an earlier build.
         let labelled = image.labels.get(labels::ID).and_then(|id| ObjectId::parse(Kind::Workspace, id).ok());

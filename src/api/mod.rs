@@ -41,16 +41,13 @@ pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
 /// A path that exists with other methods answers 405 with `Allow`, not 404.
 #[catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
-    if status.code == 404 {
-        let allowed = crate::http_methods::allowed_methods(request);
-        if !allowed.is_empty() {
-            let mut error = ApiError::new(
-                Code::MethodNotAllowed,
-                format!("{} is not allowed on {}; allowed: {}", request.method(), request.uri().path(), allowed.join(", ")),
-            );
-            error.allow = Some(allowed.join(", "));
-            return error;
-        }
+    if let Some(allowed) = crate::http_methods::not_allowed(status, request) {
+        let mut error = ApiError::new(
+            Code::MethodNotAllowed,
+            format!("this method is not allowed on {}; allowed: {}", request.uri().path(), allowed.join(", ")),
+        );
+        error.allow = Some(allowed.join(", "));
+        return error;
     }
     let code = match status.code {
         404 => Code::NotFound,

@@ -261,8 +261,16 @@ pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Locate
         (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[get("/workspaces/<id>/logs?<follow>")]
-pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<bool>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<&str>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
     let id = parse_id(id)?;
+    // Strictly a boolean: rocket's own parsing would quietly read `follow=3` as "not given".
+    let follow = match follow {
+        None | Some("false") => Some(false),
+        Some("true") => Some(true),
+        Some(other) => {
+            return Err(ApiError::new(Code::BadRequest, format!("`follow` must be `true` or `false`, not `{}`", other.chars().take(40).collect::<String>())))
+        }
+    };
     daemon.store.get_workspace(&id).await?;
     let daemon: Arc<Daemon> = daemon.inner().clone();
     let follow = follow.unwrap_or(false);

@@ -285,6 +285,17 @@ impl Engine for FakeEngine {
         })
     }
 
+    async fn remove_dangling_image(&self, id: &str) -> Result<(), DockerError> {
+        self.enter("remove_dangling_image")?;
+        self.with(|w| match w.images.get(id) {
+            Some(image) if !image.tags.is_empty() => Err(DockerError::Api { status: 409, message: format!("{id} is tagged") }),
+            _ => {
+                w.images.remove(id);
+                Ok(())
+            }
+        })
+    }
+
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError> {
         self.enter("tag_image")?;
         self.with(|w| {

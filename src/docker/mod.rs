@@ -156,6 +156,9 @@ pub trait Engine: Send + Sync {
     /// removes the image unless another tag still names it. Never forced, never prunes parents:
     /// they are the layer cache other builds share and may be committing on right now.
     async fn remove_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// Remove an untagged image and the untagged parents no other image uses (what a failed or
+    /// killed build left). Only while no build of this daemon runs: a parent may be its layer.
+    async fn remove_dangling_image(&self, id: &str) -> Result<(), DockerError>;
     /// Tag an image (by id) as `repo:tag`, moving the tag if another image had it.
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError>;
     /// The network named `name` on `subnet`, created (bridge, labelled) if missing. Returns its id.
@@ -343,6 +346,15 @@ impl Engine for DockerEngine {
         let result = async {
             let options = RemoveImageOptionsBuilder::default().force(false).noprune(true).build();
             found(self.client().await?.remove_image(reference, Some(options), None).await).map(drop)
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn remove_dangling_image(&self, id: &str) -> Result<(), DockerError> {
+        let result = async {
+            let options = RemoveImageOptionsBuilder::default().force(false).noprune(false).build();
+            found(self.client().await?.remove_image(id, Some(options), None).await).map(drop)
         }
         .await;
         self.reset_on(result).await

@@ -172,10 +172,10 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
     let tag = id.image_tag();
     let build_tag = id.build_tag();
     log.note(&format!("building {tag}"));
-    let image_id = daemon
-        .engine
-        .build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &build_tag, &build_args, &mut |line| log.line(line))
-        .await?;
+    let image_id = {
+        let _building = daemon.build_gate.read().await;
+        daemon.engine.build_image(ctx.path(), dockerfile::DOCKERFILE_PATH, &build_tag, &build_args, &mut |line| log.line(line)).await?
+    };
     drop(ctx);
     match daemon.engine.tag_image(&image_id, &tag).await {
         Err(e) if e.is_not_found() => return Err(Stop::Retry(format!("the image just built is gone ({e}); building again"))),

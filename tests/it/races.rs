@@ -133,6 +133,13 @@ async fn reconcile_during_a_build_never_removes_its_layers() {
     rig.fake.resume(Pause::MidBuild);
     rig.wait_state(&id, State::Active).await;
     rig.assert_settled(&id).await;
+    // With no build running, what a killed build left (an untagged labelled layer) is swept.
+    let daemon_id = rig.daemon.daemon_id.clone();
+    let leftover = rig.fake.add_image(&[], &[("jinad.managed", "true"), ("jinad.daemon", &daemon_id), ("jinad.role", "workspace")]);
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.removed_images, 1, "{report:?}");
+    assert!(rig.fake.image(&leftover).is_none());
+    rig.assert_settled(&id).await;
 }
 
 #[tokio::test]

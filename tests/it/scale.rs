@@ -66,6 +66,9 @@ async fn thirty_five_workspaces_through_five_kill_9_restarts() {
         assert_eq!(view["state"], "ACTIVE", "{view}");
     }
     println!("35 workspaces ACTIVE through 5 restarts in {:?}", started.elapsed());
+    // One more start: its reconciliation sweeps what the killed builds left (untagged layers,
+    // build tags), as the periodic one would.
+    daemon.restart();
 
     // Each: its tag names the row's image; its network exists, on its own subnet.
     let mut subnets = HashSet::new();

@@ -264,13 +264,10 @@ fn openapi() -> (rocket::http::ContentType, String) {
 
 #[catch(default)]
 fn catch_all(status: Status, req: &Request<'_>) -> Failure {
-    if status.code == 404 {
-        let allowed = crate::http_methods::allowed_methods(req);
-        if !allowed.is_empty() {
-            let mut failure = error(GatewayCode::MethodNotAllowed, format!("{} is not allowed on {}; allowed: {}", req.method(), req.uri().path(), allowed.join(", ")));
-            failure.allow = Some(rocket::http::Header::new("Allow", allowed.join(", ")));
-            return failure;
-        }
+    if let Some(allowed) = crate::http_methods::not_allowed(status, req) {
+        let mut failure = error(GatewayCode::MethodNotAllowed, format!("this method is not allowed on {}; allowed: {}", req.uri().path(), allowed.join(", ")));
+        failure.allow = Some(rocket::http::Header::new("Allow", allowed.join(", ")));
+        return failure;
     }
     let code = match status.code {
         404 => GatewayCode::NotFound,
