@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocket::form::{self, Form, FromForm};
+use rocket::form::{self, Form, FromForm, Strict};
 use rocket::fs::TempFile;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::stream::ByteStream;
@@ -90,15 +90,19 @@ impl utoipa::PartialSchema for WorkspaceId {
 impl ToSchema for WorkspaceId {}
 
 /// One uploaded file (any file; `.tar.gz`, `.tgz`, `.tar` and `.zip` archives are unpacked).
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
 #[schema(value_type = String, format = Binary)]
 pub struct UploadedFile(#[allow(dead_code)] Vec<u8>);
 
-/// The multipart body of an upload.
-#[derive(ToSchema)]
+/// The multipart body of an upload: the field `files`, once per file, and nothing else.
+// `Deserialize` only so that `deny_unknown_fields` makes the schema say `additionalProperties:
+// false`; the handlers read the body as a strict rocket form, which refuses other fields too.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UploadForm {
     /// Repeat the field once per file. A file name may contain sub-directories (`pkg/mod.py`).
     #[allow(dead_code)]
+    #[schema(min_items = 1)]
     files: Vec<UploadedFile>,
 }
 
@@ -133,14 +137,35 @@ const UPLOAD_ERRORS: &[Code] = &[
     Code::UnsafeArchivePath, Code::UnsafeArchiveLink, Code::UnsafeArchiveEntry, Code::ArchiveTooLarge,
 ];
 
+/// A query parameter given at most once (rocket reads a repeated one as "not given").
+fn single(uri: &rocket::http::uri::Origin<'_>, name: &str) -> ApiResult<Option<String>> {
+    let mut values = uri.query().into_iter().flat_map(|q| q.segments()).filter(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::new(Code::BadRequest, format!("`{name}` is given more than once")));
+    }
+    Ok(first)
+}
+
+/// A boolean query parameter, strictly `true` or `false` (rocket's own parsing reads `follow=3`
+/// as "not given").
+fn strict_bool(uri: &rocket::http::uri::Origin<'_>, name: &str) -> ApiResult<Option<bool>> {
+    match single(uri, name)?.as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(v) => Err(ApiError::new(Code::BadRequest, format!("`{name}` must be `true` or `false`, not `{}`", v.chars().take(40).collect::<String>()))),
+    }
+}
+
 fn parse_id(text: &str) -> ApiResult<ObjectId> {
     Ok(ObjectId::parse(Kind::Workspace, text)?)
 }
 
 /// Save the uploaded parts to disk (they are already streamed to temp files by rocket).
-async fn received_parts(daemon: &Daemon, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<(Vec<UploadedPart>, tempfile::TempDir)> {
+async fn received_parts(daemon: &Daemon, form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>) -> ApiResult<(Vec<UploadedPart>, tempfile::TempDir)> {
     let upload = match form {
-        Ok(form) => form.into_inner(),
+        Ok(form) => form.into_inner().into_inner(),
         Err(errors) if errors.status() == Status::PayloadTooLarge => {
             return Err(ApiError::new(
                 Code::UploadTooLarge,
@@ -185,8 +210,14 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Upload<'_>>, form::Er
         (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
         (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
 #[post("/workspaces?<id>", data = "<form>")]
-pub async fn create(daemon: &Managed<Arc<Daemon>>, id: Option<&str>, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
-    let id = id.map(parse_id).transpose()?;
+pub async fn create(
+    daemon: &Managed<Arc<Daemon>>,
+    id: Option<&str>,
+    uri: &rocket::http::uri::Origin<'_>,
+    form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
+) -> ApiResult<Located> {
+    let _ = id; // declared for the route; read strictly from the query below
+    let id = single(uri, "id")?.as_deref().map(parse_id).transpose()?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, created) = workspace::upload(daemon, id, parts, UploadMode::CreateOrUpdate).await?;
     daemon.wake.notify_one();
@@ -204,7 +235,7 @@ pub async fn create(daemon: &Managed<Arc<Daemon>>, id: Option<&str>, form: Resul
         (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
         (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
 #[put("/workspaces/<id>", data = "<form>")]
-pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<Upload<'_>>, form::Errors<'_>>) -> ApiResult<Located> {
+pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>) -> ApiResult<Located> {
     let id = parse_id(id)?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, _) = workspace::upload(daemon, Some(id), parts, UploadMode::UpdateOnly).await?;
@@ -261,16 +292,15 @@ pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Locate
         (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[get("/workspaces/<id>/logs?<follow>")]
-pub async fn logs(daemon: &Managed<Arc<Daemon>>, id: &str, follow: Option<&str>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+pub async fn logs(
+    daemon: &Managed<Arc<Daemon>>,
+    id: &str,
+    follow: Option<&str>,
+    uri: &rocket::http::uri::Origin<'_>,
+) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+    let _ = follow; // declared for the route; read strictly from the query below
     let id = parse_id(id)?;
-    // Strictly a boolean: rocket's own parsing would quietly read `follow=3` as "not given".
-    let follow = match follow {
-        None | Some("false") => Some(false),
-        Some("true") => Some(true),
-        Some(other) => {
-            return Err(ApiError::new(Code::BadRequest, format!("`follow` must be `true` or `false`, not `{}`", other.chars().take(40).collect::<String>())))
-        }
-    };
+    let follow = strict_bool(uri, "follow")?;
     daemon.store.get_workspace(&id).await?;
     let daemon: Arc<Daemon> = daemon.inner().clone();
     let follow = follow.unwrap_or(false);

@@ -77,13 +77,17 @@ impl Document {
 /// A 32-bit float in the OpenAPI document: a JSON number within f32's finite range.
 pub struct Float32;
 
+const F32_JSON_MAX: f64 = 3.4028235e38;
+
 impl utoipa::PartialSchema for Float32 {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::Number)
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Float)))
-            .minimum(Some(f64::from(f32::MIN)))
-            .maximum(Some(f64::from(f32::MAX)))
+            // f32::MAX as JSON prints it (shortest form, 3.4028235e38), which is a little above
+            // f32::MAX as an f64; everything up to it still reads back as a finite f32.
+            .minimum(Some(-F32_JSON_MAX))
+            .maximum(Some(F32_JSON_MAX))
             .into()
     }
 }
@@ -242,7 +246,10 @@ mod tests {
         assert!(serde_json::from_str::<Document>(r#"{"chunks": [[]]}"#).is_err());
         assert!(serde_json::from_str::<Document>(r#"{"embedding": [1e39]}"#).is_err());
         assert!(serde_json::from_str::<Document>(r#"{"scores": {"cosine": -1e39}}"#).is_err());
-        let ok: Document = serde_json::from_str(r#"{"embedding": [3.4e38, 1e-50], "scores": {"c": 0.5}, "matches": [{"id": "m"}]}"#).unwrap();
+        let ok: Document = serde_json::from_str(r#"{"embedding": [3.4028235e38, 1e-50], "scores": {"c": 0.5}, "matches": [{"id": "m"}]}"#).unwrap();
+        // The schema's bound is what f32::MAX prints as: it reads back finite.
+        assert_eq!(serde_json::to_string(&f32::MAX).unwrap(), "3.4028235e38");
+        assert_eq!(ok.embedding[0], f32::MAX);
         assert_eq!(ok.matches[0].id, "m");
         assert!(serde_json::from_str::<strict::Object<Document>>("[]").is_err());
         // Between peas (MessagePack, field names) the same rules hold.
