@@ -4,6 +4,7 @@ mod common;
 
 mod api;
 mod bench;
+mod contract;
 mod docker_workspaces;
 mod flows;
 mod nodes;
