@@ -137,6 +137,27 @@ const UPLOAD_ERRORS: &[Code] = &[
     Code::UnsafeArchivePath, Code::UnsafeArchiveLink, Code::UnsafeArchiveEntry, Code::ArchiveTooLarge,
 ];
 
+/// A request whose declared `Content-Length` is within `--max-upload-size`; a larger one fails
+/// with 413 (`upload_too_large`, from the catcher) before any of its body is read. A body sent
+/// without a length is cut at the limit by rocket's form parsing instead.
+pub struct WithinUploadLimit;
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for WithinUploadLimit {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> rocket::request::Outcome<Self, ()> {
+        let Some(daemon) = request.rocket().state::<Arc<Daemon>>() else {
+            return rocket::request::Outcome::Error((Status::InternalServerError, ()));
+        };
+        let declared = request.headers().get_one("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        match declared {
+            Some(length) if length > daemon.config.max_upload_size => rocket::request::Outcome::Error((Status::PayloadTooLarge, ())),
+            _ => rocket::request::Outcome::Success(WithinUploadLimit),
+        }
+    }
+}
+
 /// A query parameter given at most once (rocket reads a repeated one as "not given").
 fn single(uri: &rocket::http::uri::Origin<'_>, name: &str) -> ApiResult<Option<String>> {
     let mut values = uri.query().into_iter().flat_map(|q| q.segments()).filter(|(k, _)| *k == name).map(|(_, v)| v.to_string());
@@ -172,7 +193,11 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Strict<Upload<'_>>>, 
                 format!("the upload is larger than the limit of {} bytes", daemon.config.max_upload_size),
             ))
         }
-        Err(errors) => return Err(ApiError::new(Code::BadRequest, format!("invalid multipart upload: {errors}"))),
+        // No `files` at all (maybe other fields instead): the actionable answer is `no_files`.
+        Err(errors) if errors.iter().any(|e| matches!(e.kind, form::error::ErrorKind::Missing) && e.name.as_ref().is_none_or(|n| n.to_string() == "files")) => {
+            return Err(ApiError::new(Code::NoFiles, "the upload has no files (send them in the repeated multipart field `files`, and no other field)"))
+        }
+        Err(errors) => return Err(ApiError::new(Code::BadRequest, format!("invalid multipart upload (only the repeated field `files` is taken): {errors}"))),
     };
     let raw = tempfile::Builder::new()
         .prefix("upload-")
@@ -214,6 +239,7 @@ pub async fn create(
     daemon: &Managed<Arc<Daemon>>,
     id: Option<&str>,
     uri: &rocket::http::uri::Origin<'_>,
+    _size: WithinUploadLimit,
     form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
 ) -> ApiResult<Located> {
     let _ = id; // declared for the route; read strictly from the query below
@@ -235,7 +261,12 @@ pub async fn create(
         (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
         (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
 #[put("/workspaces/<id>", data = "<form>")]
-pub async fn update(daemon: &Managed<Arc<Daemon>>, id: &str, form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>) -> ApiResult<Located> {
+pub async fn update(
+    daemon: &Managed<Arc<Daemon>>,
+    id: &str,
+    _size: WithinUploadLimit,
+    form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
+) -> ApiResult<Located> {
     let id = parse_id(id)?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, _) = workspace::upload(daemon, Some(id), parts, UploadMode::UpdateOnly).await?;

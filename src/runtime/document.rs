@@ -248,7 +248,8 @@ mod tests {
         assert!(serde_json::from_str::<Document>(r#"{"scores": {"cosine": -1e39}}"#).is_err());
         let ok: Document = serde_json::from_str(r#"{"embedding": [3.4028235e38, 1e-50], "scores": {"c": 0.5}, "matches": [{"id": "m"}]}"#).unwrap();
         // The schema's bound is what f32::MAX prints as: it reads back finite.
-        assert_eq!(serde_json::to_string(&f32::MAX).unwrap(), "3.4028235e38");
+        let printed: f64 = serde_json::to_string(&f32::MAX).unwrap().parse().unwrap();
+        assert_eq!(printed, F32_JSON_MAX);
         assert_eq!(ok.embedding[0], f32::MAX);
         assert_eq!(ok.matches[0].id, "m");
         assert!(serde_json::from_str::<strict::Object<Document>>("[]").is_err());

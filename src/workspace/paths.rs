@@ -72,14 +72,10 @@ pub enum Unresolved {
 /// root, escapes — wherever the tree sits on disk (a staging directory now, the workspace
 /// directory later: the answer is the same). Returns the real relative path, which exists.
 pub fn resolve_with(lookup: &dyn Fn(&Path) -> std::io::Result<Entry>, rel: &Path) -> Result<Result<PathBuf, Unresolved>, std::io::Error> {
+    // The components still to walk, the next one last.
     let mut pending: Vec<std::ffi::OsString> = Vec::new();
-    for component in rel.components().rev() {
-        match component {
-            Component::Normal(part) => pending.push(part.to_os_string()),
-            Component::ParentDir => pending.push("..".into()),
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return Ok(Err(Unresolved::Escapes)),
-        }
+    if !push_components(&mut pending, rel) {
+        return Ok(Err(Unresolved::Escapes));
     }
     let mut done = PathBuf::new();
     let mut links = 0;
@@ -99,21 +95,26 @@ pub fn resolve_with(lookup: &dyn Fn(&Path) -> std::io::Result<Entry>, rel: &Path
                 if links > 40 {
                     return Ok(Err(Unresolved::Loop));
                 }
-                if target.is_absolute() {
+                if !push_components(&mut pending, &target) {
                     return Ok(Err(Unresolved::Escapes));
-                }
-                for component in target.components().rev() {
-                    match component {
-                        Component::Normal(p) => pending.push(p.to_os_string()),
-                        Component::ParentDir => pending.push("..".into()),
-                        Component::CurDir => {}
-                        Component::RootDir | Component::Prefix(_) => return Ok(Err(Unresolved::Escapes)),
-                    }
                 }
             }
         }
     }
     Ok(Ok(done))
+}
+
+/// Puts `path`'s components on the `pending` stack (first one on top); false for an absolute path.
+fn push_components(pending: &mut Vec<std::ffi::OsString>, path: &Path) -> bool {
+    for component in path.components().rev() {
+        match component {
+            Component::Normal(part) => pending.push(part.to_os_string()),
+            Component::ParentDir => pending.push("..".into()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
 }
 
 /// [`resolve_with`] on the tree at `root`.

@@ -98,7 +98,8 @@ fn schemathesis(bin: &Path, spec: &str, url: &str, stateful: bool) {
         );
         let log = text(&out);
         assert!(out.status.success(), "Schemathesis ({phases}) found problems with {spec}:\n{}", &log[log.len().saturating_sub(6000)..]);
-        assert!(log.contains("No issues found"), "{log}");
+        // Errored scenarios (a timeout, a dropped connection) do not always fail the run: refuse them too.
+        assert!(log.contains("No issues found") && !log.contains("errored") && !log.contains("Errors:"), "{log}");
     }
 }
 

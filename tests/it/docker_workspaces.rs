@@ -157,6 +157,19 @@ async fn failed_builds_say_why() {
             "build_failed",
             "returned a non-zero code: 3",
         ),
+        (
+            // A coloured warning after the real error: the message is the error, without escapes.
+            vec![
+                (".jinad", b"dockerfile = Dockerfile\n".to_vec()),
+                (
+                    "Dockerfile",
+                    // (Built from pieces, so the command the engine quotes in its error holds neither line.)
+                    format!("FROM {base}\nRUN x=real; echo \"ERROR: the $x cause\" && printf '\\033[33mWARN%s\\033[0m\\n' 'ING: Running pip as the root user' && exit 4\n").into_bytes(),
+                ),
+            ],
+            "build_failed",
+            "ERROR: the real cause\nThe command",
+        ),
     ];
     let mut ids = Vec::new();
     for (files, _, _) in &cases {
@@ -167,6 +180,7 @@ async fn failed_builds_say_why() {
         assert_eq!((view["state"].as_str(), view["error_code"].as_str()), (Some("FAILED"), Some(*code)), "{view}");
         let message = view["error_message"].as_str().unwrap();
         assert!(message.contains(needle), "`{needle}` not in `{message}`");
+        assert!(!message.contains('\u{1b}') && !message.contains("WARNING"), "{message:?}");
         let log = daemon.text(&format!("/workspaces/{id}/logs")).await;
         assert!(log.contains(&format!("FAILED ({code})")), "{log}");
     }
