@@ -7,7 +7,7 @@
 # Needs: a release build (cargo build --release), the base image (docker/build-base-image.sh), wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/jinad
+BIN="${JINAD_BIN:-target/release/jinad}"   # JINAD_BIN: compare another build
 PORT="${PORT:-18123}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d /tmp/jinad-bench.XXXXXX)"
