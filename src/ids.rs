@@ -47,6 +47,11 @@ impl ObjectId {
             Some(rest) => rest.strip_prefix('-').ok_or_else(invalid)?,
             None => text,
         };
+        // Exactly the hyphenated form (what the OpenAPI pattern declares); `Uuid` alone would also
+        // take the simple, braced and URN forms.
+        if uuid_part.len() != 36 {
+            return Err(invalid());
+        }
         let uuid = Uuid::from_str(uuid_part).map_err(|_| invalid())?;
         Ok(ObjectId(format!("{}-{}", kind.prefix(), uuid.hyphenated())))
     }
@@ -102,8 +107,11 @@ mod tests {
     fn parses_and_normalises() {
         let id = ObjectId::mint(Kind::Workspace);
         assert_eq!(ObjectId::parse(Kind::Workspace, id.as_str()).unwrap(), id);
-        let bare = id.uuid_part().replace('-', "");
-        assert_eq!(ObjectId::parse(Kind::Workspace, &bare).unwrap(), id);
+        assert_eq!(ObjectId::parse(Kind::Workspace, id.uuid_part()).unwrap(), id, "a bare uuid is prefixed");
+        let simple = id.uuid_part().replace('-', "");
+        assert!(ObjectId::parse(Kind::Workspace, &simple).is_err(), "only the form the spec declares");
+        assert!(ObjectId::parse(Kind::Workspace, &format!("{{{}}}", id.uuid_part())).is_err());
+        assert!(ObjectId::parse(Kind::Workspace, &format!("urn:uuid:{}", id.uuid_part())).is_err());
         assert!(ObjectId::parse(Kind::Workspace, "jflow-6b3f0b0e-6a57-4f6e-a0f5-0b8e6b1d2c3a").is_err());
         assert!(ObjectId::parse(Kind::Workspace, "jworkspace-nope").is_err());
         assert!(ObjectId::parse(Kind::Workspace, "../etc").is_err());

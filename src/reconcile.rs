@@ -93,7 +93,10 @@ async fn check_active_rows(daemon: &Daemon, report: &mut Report) -> Result<(), R
 async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), ReconcileError> {
     let engine = &daemon.engine;
     for container in engine.own_containers(&[]).await? {
-        let owner = container.labels.get(labels::WORKSPACE).cloned().unwrap_or_default();
+        // Only containers the daemon created carry `jinad.workspace`. The intermediate containers
+        // of a running build inherit the daemon's labels from the `LABEL` step, and nothing else:
+        // they are the build's, never an orphan.
+        let Some(owner) = container.labels.get(labels::WORKSPACE).cloned() else { continue };
         let Some(_lock) = daemon.row_locks.try_lock(&owner) else { continue };
         if !daemon.store.workspace_exists(&owner).await? {
             match engine.remove_container(&container.docker_id).await {

@@ -57,8 +57,10 @@ pub struct Seen {
 pub enum WorkspaceChange {
     /// Queue a (re)build; `files` replaces the file list when the update added files.
     Requeue { files: Option<Vec<String>> },
-    /// The build started: record the parsed settings and count the build (stays PENDING).
-    BuildStarted { settings: serde_json::Value },
+    /// The build started: record the parsed settings and the files it builds (listed from disk
+    /// again, so the row says what is there even after an update a crash cut short), and count
+    /// the build (stays PENDING).
+    BuildStarted { settings: serde_json::Value, files: Vec<String> },
     Activate { image_id: String, image_tag: String, network_id: String },
     Fail { code: String, message: String },
     Delete,
@@ -164,9 +166,10 @@ impl Store {
                 vec![Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))],
             ),
             WorkspaceChange::Requeue { files: None } => ("error_code = NULL, error_message = NULL".into(), vec![]),
-            WorkspaceChange::BuildStarted { settings } => {
-                ("settings = ?, builds = builds + 1".into(), vec![Some(settings.to_string())])
-            }
+            WorkspaceChange::BuildStarted { settings, files } => (
+                "settings = ?, files = ?, builds = builds + 1".into(),
+                vec![Some(settings.to_string()), Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))],
+            ),
             WorkspaceChange::Activate { image_id, image_tag, network_id } => (
                 "image_id = ?, image_tag = ?, network_id = ?".into(),
                 vec![Some(image_id.clone()), Some(image_tag.clone()), Some(network_id.clone())],

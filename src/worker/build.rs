@@ -115,9 +115,13 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
         log.note(warning);
     }
     let settings_json = serde_json::to_value(&settings).unwrap_or_default();
+    let files = {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || paths::list_files(&root)).await.map_err(|e| fail(Code::Internal, e.to_string()))??
+    };
     *row = daemon
         .store
-        .transition_workspace(id, row.seen(), WorkspaceChange::BuildStarted { settings: settings_json })
+        .transition_workspace(id, row.seen(), WorkspaceChange::BuildStarted { settings: settings_json, files })
         .await?;
 
     // 2. What goes into the dependency layer.
@@ -216,9 +220,20 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
 
     // 7. The image of the previous build, if the tag moved on: by id, so it goes only if no tag
     //    (another workspace's) still names it.
+    //    Only when no tag names it any more: removing an image by id that has exactly one tag
+    //    left (an identical workspace's) would untag and delete it under that workspace.
     if let Some(previous) = previous_image.filter(|p| *p != image_id) {
-        if let Err(e) = daemon.engine.remove_image(&previous).await {
-            tracing::info!(%id, "the previous image {} stays: {e}", short(&previous));
+        let tagged = daemon.engine.own_images(&[(labels::ROLE, "workspace")]).await.map(|images| {
+            images.into_iter().find(|i| i.docker_id == previous).map(|i| !i.tags.is_empty())
+        });
+        match tagged {
+            Ok(Some(false)) => {
+                if let Err(e) = daemon.engine.remove_image(&previous).await {
+                    tracing::info!(%id, "the previous image {} stays: {e}", short(&previous));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!(%id, "the previous image {} stays: {e}", short(&previous)),
         }
     }
     Ok(())

@@ -147,9 +147,14 @@ fn unpack_tar(reader: impl Read, name: &str, dest: &Path, budget: &mut Budget) -
                     .and_then(safe_relative)
                     .ok_or_else(|| UnpackError::UnsafeLink { archive: name.into(), entry: shown.clone() })?;
                 let from = inside(dest, &source, name)?;
-                let size = std::fs::symlink_metadata(&from)
-                    .map_err(|_| invalid(name, format!("hard link `{shown}` names a file the archive does not hold")))?
-                    .len();
+                let meta = std::fs::symlink_metadata(&from)
+                    .map_err(|_| invalid(name, format!("hard link `{shown}` names a file the archive does not hold")))?;
+                // Only a regular file of the archive: copying "through" a symlink would read
+                // whatever it points at (a host file, a device).
+                if !meta.file_type().is_file() {
+                    return Err(UnpackError::UnsafeLink { archive: name.into(), entry: shown });
+                }
+                let size = meta.len();
                 budget.take_file(size)?;
                 let target = prepare_parent(dest, &rel, name)?;
                 std::fs::copy(&from, &target)?;
@@ -210,23 +215,32 @@ fn unsafe_entry(archive: &str, entry: String, kind: &'static str) -> UnpackError
     UnpackError::UnsafeEntry { archive: archive.into(), entry, kind }
 }
 
-/// `dest/rel`, refusing a path that goes through a symlink (an earlier entry may be a link):
-/// nothing is ever written through a link, wherever it points.
+/// `dest/rel`, refusing a path that goes through a symlink (an earlier entry or part may be a
+/// link): nothing is ever written through a link, wherever it points. A component that exists as
+/// a file where a directory is needed is an invalid archive, not an I/O failure.
 fn inside(dest: &Path, rel: &Path, archive: &str) -> Result<PathBuf, UnpackError> {
     let path = dest.join(rel);
     let mut probe = dest.to_path_buf();
     let parts: Vec<_> = rel.components().collect();
     for component in &parts[..parts.len().saturating_sub(1)] {
         probe.push(component);
-        if std::fs::symlink_metadata(&probe).is_ok_and(|meta| meta.file_type().is_symlink()) {
-            return Err(UnpackError::UnsafeLink { archive: archive.into(), entry: rel.display().to_string() });
+        match std::fs::symlink_metadata(&probe) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(UnpackError::UnsafeLink { archive: archive.into(), entry: rel.display().to_string() })
+            }
+            Ok(meta) if !meta.is_dir() => {
+                let what = probe.strip_prefix(dest).unwrap_or(&probe).display().to_string();
+                return Err(invalid(archive, format!("`{}` needs `{what}` to be a directory, but it is a file", rel.display())));
+            }
+            _ => {}
         }
     }
     Ok(path)
 }
 
-/// Create the parent directories of `dest/rel` and clear whatever sits at `dest/rel` (a later entry wins).
-fn prepare_parent(dest: &Path, rel: &Path, archive: &str) -> Result<PathBuf, UnpackError> {
+/// Create the parent directories of `dest/rel` and clear whatever sits at `dest/rel` (a later entry
+/// wins; a link there is removed, never followed), so that a file can be created at the path.
+pub(crate) fn prepare_parent(dest: &Path, rel: &Path, archive: &str) -> Result<PathBuf, UnpackError> {
     let path = inside(dest, rel, archive)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;

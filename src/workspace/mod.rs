@@ -110,19 +110,29 @@ pub async fn upload(
                 }
                 State::Active | State::Failed => {}
             }
-            let moved_dest = dest.clone();
-            let files = tokio::task::spawn_blocking(move || -> Result<Vec<String>, WorkspaceError> {
-                std::fs::create_dir_all(&moved_dest).map_err(io("workspace directory"))?;
-                staged.check_merge(&moved_dest)?;
-                staged.merge_into(&moved_dest).map_err(io("cannot store the workspace files"))?;
-                paths::list_files(&moved_dest).map_err(io("cannot list the workspace files"))
+            // Check first (nothing written), then queue the rebuild, then move the files in: a
+            // `kill -9` during the move leaves a queued row, whose build lists the files again.
+            let (checked_dest, staged) = (dest.clone(), staged);
+            let (staged, mut files) = tokio::task::spawn_blocking(move || -> Result<_, WorkspaceError> {
+                std::fs::create_dir_all(&checked_dest).map_err(io("workspace directory"))?;
+                staged.check_merge(&checked_dest)?;
+                let existing = paths::list_files(&checked_dest).map_err(io("cannot list the workspace files"))?;
+                Ok((staged, existing))
             })
             .await
             .map_err(|e| WorkspaceError::Io(e.to_string()))??;
+            files.extend(staged.files().iter().cloned());
+            files.sort();
+            files.dedup();
             let row = daemon
                 .store
                 .transition_workspace(&id, row.seen(), WorkspaceChange::Requeue { files: Some(files) })
                 .await?;
+            let moved_dest = dest.clone();
+            tokio::task::spawn_blocking(move || staged.merge_into(&moved_dest))
+                .await
+                .map_err(|e| WorkspaceError::Io(e.to_string()))?
+                .map_err(io("cannot store the workspace files"))?;
             Ok((row, false))
         }
     }

@@ -7,6 +7,8 @@ pub fn safe_relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
+            // A name no file system takes (ext4 and others: 255 bytes) is a bad name, not an I/O error.
+            Component::Normal(part) if part.len() > 255 => return None,
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,

@@ -67,13 +67,16 @@ pub fn stage(parts: &[UploadedPart], tmp_dir: &Path, limits: Limits) -> Result<S
             None => {
                 let size = std::fs::metadata(&part.path)?.len();
                 budget.take_file(size)?;
-                let target = dir.path().join(&rel);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                if std::fs::symlink_metadata(dir.path().join(&rel)).is_ok_and(|m| m.is_dir()) {
                     return Err(UploadError::Clash { path: part.name.clone(), existing: "directory", new: "file" });
                 }
+                // Never through a link an archive of this upload planted, and never onto one:
+                // whatever sits at the path is removed first, so the copy creates a new file.
+                let target = archive::prepare_parent(dir.path(), &rel, &part.name).map_err(|e| match e {
+                    // `x` then `x/y`: a file where a directory is needed.
+                    UnpackError::Invalid { .. } => UploadError::Clash { path: part.name.clone(), existing: "file", new: "directory" },
+                    other => other.into(),
+                })?;
                 std::fs::copy(&part.path, &target)?;
             }
         }

@@ -320,3 +320,50 @@ async fn a_late_build_never_moves_the_rows_tag() {
     assert!(rig.fake.image(&stray).is_none());
     rig.assert_settled(&id).await;
 }
+
+/// A rebuild of one of two identical workspaces leaves the other's image alone: the old image is
+/// removed only once no tag names it (by id, an image with one tag left would go with that tag).
+#[tokio::test]
+async fn rebuilding_one_twin_keeps_the_others_image() {
+    let mut rig = rig(&[]).await;
+    rig.start_workers();
+    let a = rig.upload(&[("app.py", "twin")]).await;
+    rig.wait_state(&a, State::Active).await;
+    let b = rig.upload(&[("app.py", "twin")]).await;
+    rig.wait_state(&b, State::Active).await;
+    let shared = rig.row(&b).await.image_id;
+    assert_eq!(rig.row(&a).await.image_id, shared);
+    let tmp = tempfile::tempdir_in(rig.daemon.config.tmp_dir()).unwrap();
+    let path = tmp.path().join("0");
+    std::fs::write(&path, "changed").unwrap();
+    let parts = vec![UploadedPart { name: "app.py".into(), path }];
+    workspace::upload(&rig.daemon, Some(a.clone()), parts, UploadMode::UpdateOnly).await.unwrap();
+    rig.daemon.wake.notify_one();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rig.row(&a).await.image_id == shared || rig.row(&a).await.state != State::Active {
+        assert!(Instant::now() < deadline, "a was never rebuilt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rig.assert_settled(&a).await;
+    rig.assert_settled(&b).await;
+    assert!(rig.fake.image(shared.as_deref().unwrap()).is_some(), "b's image is still there");
+}
+
+/// The intermediate containers of a running build inherit the daemon's labels from the `LABEL`
+/// step but carry no `jinad.workspace`: reconciliation leaves them to the build.
+#[tokio::test]
+async fn reconcile_leaves_a_builds_containers_alone() {
+    let rig = rig(&[]).await;
+    let labels: std::collections::HashMap<String, String> =
+        [("jinad.managed", "true"), ("jinad.daemon", rig.daemon.daemon_id.as_str()), ("jinad.role", "workspace")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    rig.fake.with(|w| {
+        let step = jinad::docker::ManagedObject { docker_id: "step".into(), name: "/builder".into(), labels: labels.clone(), tags: Vec::new() };
+        w.containers.insert("step".into(), step);
+    });
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.removed_containers, 0, "{report:?}");
+    assert!(rig.fake.with(|w| w.containers.contains_key("step")));
+}

@@ -225,3 +225,54 @@ async fn leftovers_of_cut_uploads_are_swept_at_start() {
     assert_eq!(tree(&daemon.data.join("workspaces")).into_iter().filter(|p| !p.contains('/')).collect::<Vec<_>>(), vec![kept.clone()]);
     assert_eq!(daemon.get(&format!("/workspaces/{kept}")).await.0, 200);
 }
+
+/// The hostile review's escapes: an archive plants a chain of links that looks inside word by word
+/// (`c0/…/c5/l -> ../../../../../..`, `x -> c0/…/c5/l/../../../<dir>`) but leaves the staging
+/// directory on disk; a later plain part `x/…` must not be written through it, and a hard link
+/// must not copy what a link points at. Nothing outside is created, changed or read.
+#[tokio::test]
+async fn links_planted_by_an_archive_are_never_written_or_read_through() {
+    let daemon = Daemon::start_without_docker(&[]).await;
+    // From <data>/tmp/stage-…/ three `..` reach the parent of the data dir.
+    let outside = daemon.data.parent().unwrap().join(format!("jinad-escape-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET").unwrap();
+    let name = outside.file_name().unwrap().to_str().unwrap().to_string();
+    let chain = |x_target: &str, extra: Vec<u8>| {
+        let mut entries = vec![raw_tar_entry("c0/c1/c2/c3/c4/c5/", EntryType::Directory, "", b"")];
+        entries.push(raw_tar_entry("c0/c1/c2/c3/c4/c5/l", EntryType::Symlink, "../../../../../..", b""));
+        entries.push(raw_tar_entry("x", EntryType::Symlink, x_target, b""));
+        entries.push(extra);
+        finish_tar(entries.concat())
+    };
+    let to_dir = format!("c0/c1/c2/c3/c4/c5/l/../../../{name}");
+    let to_secret = format!("{to_dir}/secret.txt");
+    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+        ("write through", vec![("evil.tar", chain(&to_dir, vec![])), ("x/PWNED", b"pwned".to_vec())]),
+        ("read through a hard link", vec![("evil.tar", chain(&to_secret, raw_tar_entry("stolen.txt", EntryType::Link, "x", b"")))]),
+    ];
+    for (what, files) in cases {
+        let (got, body) = daemon.upload(Method::POST, "/workspaces", &files).await;
+        assert_eq!(got, 400, "{what}: {body}");
+        assert_eq!(tree(&outside), vec!["secret.txt".to_string()], "{what}: nothing created outside");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "TOP-SECRET", "{what}: nothing changed outside");
+        assert_nothing_written(&daemon).await;
+    }
+    // A later part named like the link replaces the link itself, never what it points at.
+    let files = vec![("evil.tar", chain(&to_secret, vec![])), ("x", b"OVERWRITTEN".to_vec())];
+    let (got, body) = daemon.upload(Method::POST, "/workspaces", &files).await;
+    assert_eq!(got, 201, "{body}");
+    let root = daemon.data.join("workspaces").join(body["id"].as_str().unwrap());
+    assert!(!std::fs::symlink_metadata(root.join("x")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(root.join("x")).unwrap(), "OVERWRITTEN");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "TOP-SECRET", "nothing changed outside");
+    let (status, _) = daemon.delete(&format!("/workspaces/{}", body["id"].as_str().unwrap())).await;
+    assert_eq!(status, 202);
+    // A plain part then a part below it, and a name no file system takes: 400, not 500.
+    for files in [vec![("x", b"1".to_vec()), ("x/y", b"2".to_vec())], vec![(&*"n".repeat(300), b"1".to_vec())]] {
+        let (got, body) = daemon.upload(Method::POST, "/workspaces", &files).await;
+        assert_eq!((got, body["code"].as_str()), (400, Some("invalid_filename")), "{body}");
+    }
+    std::fs::remove_dir_all(&outside).unwrap();
+}
