@@ -7,6 +7,8 @@
 # Needs: a release build (cargo build --release), the base image (docker/build-base-image.sh), wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DEFAULT_TEMPLATE='jinad/python:{python}-bookworm'
+BASE_TEMPLATE="${BASE_TEMPLATE:-$DEFAULT_TEMPLATE}"   # another base image template
 BIN="${JINAD_BIN:-target/release/jinad}"   # JINAD_BIN: compare another build
 PORT="${PORT:-18123}"
 URL="http://127.0.0.1:$PORT"
@@ -16,7 +18,7 @@ trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$DATA" "$WORK"' EXIT
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release
 
-"$BIN" serve --data-dir "$DATA" --port "$PORT" --base-image-template 'jinad/python:{python}-bookworm' >"$DATA/out" 2>"$DATA/err" &
+"$BIN" serve --data-dir "$DATA" --port "$PORT" --base-image-template "$BASE_TEMPLATE" >"$DATA/out" 2>"$DATA/err" &
 PID=$!
 until grep -q listening "$DATA/out" 2>/dev/null; do sleep 0.05; done
 sleep 1
