@@ -194,7 +194,7 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Strict<Upload<'_>>>, 
             ))
         }
         // No `files` at all (maybe other fields instead): the actionable answer is `no_files`.
-        Err(errors) if errors.iter().any(|e| matches!(e.kind, form::error::ErrorKind::Missing) && e.name.as_ref().is_none_or(|n| n.to_string() == "files")) => {
+        Err(errors) if errors.iter().any(|e| matches!(e.kind, form::error::ErrorKind::Missing) && e.name.as_ref().is_none_or(|n| *n == "files")) => {
             return Err(ApiError::new(Code::NoFiles, "the upload has no files (send them in the repeated multipart field `files`, and no other field)"))
         }
         Err(errors) => return Err(ApiError::new(Code::BadRequest, format!("invalid multipart upload (only the repeated field `files` is taken): {errors}"))),

@@ -106,6 +106,22 @@ impl Rig {
         }
     }
 
+    /// Two workspaces with the same files, both ACTIVE on one image (the layer cache).
+    async fn twins(&self, content: &str) -> (ObjectId, ObjectId) {
+        let a = self.upload(&[("app.py", content)]).await;
+        self.wait_state(&a, State::Active).await;
+        let b = self.upload(&[("app.py", content)]).await;
+        self.wait_state(&b, State::Active).await;
+        assert_eq!(self.row(&a).await.image_id, self.row(&b).await.image_id);
+        (a, b)
+    }
+
+    /// `DELETE`, as the handler does it: the row goes DELETING and the workers are woken.
+    async fn delete(&self, id: &ObjectId) {
+        workspace::delete(&self.daemon, id).await.unwrap();
+        self.daemon.wake.notify_one();
+    }
+
     /// The tag of `id` names exactly the row's image.
     async fn assert_settled(&self, id: &ObjectId) {
         let row = self.row(id).await;
@@ -166,13 +182,8 @@ async fn deleting_a_workspace_leaves_the_shared_image_of_its_twin() {
     let mut rig = rig(&[]).await;
     rig.start_workers();
     // Same files, same requirements: the same image under two tags (the layer cache).
-    let a = rig.upload(&[("app.py", "same")]).await;
-    rig.wait_state(&a, State::Active).await;
-    let b = rig.upload(&[("app.py", "same")]).await;
-    rig.wait_state(&b, State::Active).await;
-    assert_eq!(rig.row(&a).await.image_id, rig.row(&b).await.image_id);
-    workspace::delete(&rig.daemon, &a).await.unwrap();
-    rig.daemon.wake.notify_one();
+    let (a, b) = rig.twins("same").await;
+    rig.delete(&a).await;
     rig.wait_gone(&a).await;
     assert!(rig.fake.image(&a.image_tag()).is_none());
     rig.assert_settled(&b).await;
@@ -229,8 +240,7 @@ async fn the_network_pool_runs_out_with_a_clear_code_and_skips_foreign_subnets()
     assert_eq!(failed.error_code.as_deref(), Some("network_pool_exhausted"), "{:?}", failed.error_message);
     assert!(failed.error_message.unwrap_or_default().contains("10.77.0.0/23"));
     // Deleting the first frees its subnet; the second builds on it.
-    workspace::delete(&rig.daemon, &a).await.unwrap();
-    rig.daemon.wake.notify_one();
+    rig.delete(&a).await;
     rig.wait_gone(&a).await;
     let row = rig.row(&b).await;
     rig.daemon.store.transition_workspace(&b, row.seen(), jinad::store::WorkspaceChange::Requeue { files: None }).await.unwrap();
@@ -246,15 +256,13 @@ async fn a_delete_that_cannot_succeed_ends_failed_with_the_reason() {
     let id = rig.upload(&[("app.py", "x")]).await;
     rig.wait_state(&id, State::Active).await;
     rig.fake.fail("remove_network", DockerError::Api { status: 409, message: "network has active endpoints".into() }, u32::MAX);
-    workspace::delete(&rig.daemon, &id).await.unwrap();
-    rig.daemon.wake.notify_one();
+    rig.delete(&id).await;
     let failed = rig.wait_state(&id, State::Failed).await;
     assert_eq!(failed.error_code.as_deref(), Some("delete_failed"));
     assert!(failed.error_message.unwrap_or_default().contains("active endpoints"));
     // Once the cause is gone, DELETE again finishes it.
     rig.fake.fail("remove_network", DockerError::Api { status: 409, message: String::new() }, 0);
-    workspace::delete(&rig.daemon, &id).await.unwrap();
-    rig.daemon.wake.notify_one();
+    rig.delete(&id).await;
     rig.wait_gone(&id).await;
 }
 
@@ -327,12 +335,8 @@ async fn a_late_build_never_moves_the_rows_tag() {
 async fn rebuilding_one_twin_keeps_the_others_image() {
     let mut rig = rig(&[]).await;
     rig.start_workers();
-    let a = rig.upload(&[("app.py", "twin")]).await;
-    rig.wait_state(&a, State::Active).await;
-    let b = rig.upload(&[("app.py", "twin")]).await;
-    rig.wait_state(&b, State::Active).await;
+    let (a, b) = rig.twins("twin").await;
     let shared = rig.row(&b).await.image_id;
-    assert_eq!(rig.row(&a).await.image_id, shared);
     let tmp = tempfile::tempdir_in(rig.daemon.config.tmp_dir()).unwrap();
     let path = tmp.path().join("0");
     std::fs::write(&path, "changed").unwrap();

@@ -248,7 +248,8 @@ async fn links_planted_by_an_archive_are_never_written_or_read_through() {
     };
     let to_dir = format!("c0/c1/c2/c3/c4/c5/l/../../../{name}");
     let to_secret = format!("{to_dir}/secret.txt");
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>)> = vec![
+    type Parts<'a> = Vec<(&'a str, Vec<u8>)>;
+    let cases: Vec<(&str, Parts)> = vec![
         ("write through", vec![("evil.tar", chain(&to_dir, vec![])), ("x/PWNED", b"pwned".to_vec())]),
         ("read through a hard link", vec![("evil.tar", chain(&to_secret, raw_tar_entry("stolen.txt", EntryType::Link, "x", b"")))]),
     ];
