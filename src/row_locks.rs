@@ -39,11 +39,6 @@ impl RowLocks {
     pub async fn lock_within(&self, id: &str, wait: Duration) -> Option<RowGuard> {
         tokio::time::timeout(wait, self.lock_for(id).lock_owned()).await.ok()
     }
-
-    /// Whether someone holds the row's lock right now.
-    pub fn is_busy(&self, id: &str) -> bool {
-        self.try_lock(id).is_none()
-    }
 }
 
 #[cfg(test)]
@@ -55,12 +50,10 @@ mod tests {
         let locks = RowLocks::default();
         let a = locks.try_lock("a").unwrap();
         assert!(locks.try_lock("a").is_none());
-        assert!(locks.is_busy("a"));
         let b = locks.try_lock("b");
         assert!(b.is_some());
         assert!(locks.lock_within("a", Duration::from_millis(20)).await.is_none());
         drop(a);
         assert!(locks.lock_within("a", Duration::from_millis(20)).await.is_some());
-        assert!(!locks.is_busy("a"));
     }
 }

@@ -234,15 +234,14 @@ async fn received_parts(daemon: &Daemon, form: Result<Form<Strict<Upload<'_>>>, 
         (status = 400, description = describe("Bad upload", UPLOAD_ERRORS), body = ErrorBody),
         (status = 409, description = describe("A build runs, or the workspace is being deleted", &[Code::WorkspaceBusy, Code::InvalidStateTransition]), body = ErrorBody),
         (status = 413, description = describe("Too large", &[Code::UploadTooLarge]), body = ErrorBody)))]
-#[post("/workspaces?<id>", data = "<form>")]
+// `id` is read from the query by `single` (strictly: once at most), not by rocket.
+#[post("/workspaces", data = "<form>")]
 pub async fn create(
     daemon: &Managed<Arc<Daemon>>,
-    id: Option<&str>,
     uri: &rocket::http::uri::Origin<'_>,
     _size: WithinUploadLimit,
     form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
 ) -> ApiResult<Located> {
-    let _ = id; // declared for the route; read strictly from the query below
     let id = single(uri, "id")?.as_deref().map(parse_id).transpose()?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, created) = workspace::upload(daemon, id, parts, UploadMode::CreateOrUpdate).await?;
@@ -322,14 +321,13 @@ pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Locate
         (status = 200, description = "The build log", content_type = "text/plain", body = String),
         (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
-#[get("/workspaces/<id>/logs?<follow>")]
+// `follow` is read from the query by `strict_bool`, not by rocket.
+#[get("/workspaces/<id>/logs")]
 pub async fn logs(
     daemon: &Managed<Arc<Daemon>>,
     id: &str,
-    follow: Option<&str>,
     uri: &rocket::http::uri::Origin<'_>,
 ) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
-    let _ = follow; // declared for the route; read strictly from the query below
     let id = parse_id(id)?;
     let follow = strict_bool(uri, "follow")?;
     daemon.store.get_workspace(&id).await?;

@@ -112,7 +112,7 @@ pub async fn upload(
             }
             // Check first (nothing written), then queue the rebuild, then move the files in: a
             // `kill -9` during the move leaves a queued row, whose build lists the files again.
-            let (checked_dest, staged) = (dest.clone(), staged);
+            let checked_dest = dest.clone();
             let (staged, mut files) = tokio::task::spawn_blocking(move || -> Result<_, WorkspaceError> {
                 std::fs::create_dir_all(&checked_dest).map_err(io("workspace directory"))?;
                 staged.check_merge(&checked_dest)?;
@@ -154,6 +154,15 @@ pub async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<WorkspaceRow, Work
     }
 }
 
+/// Removes a directory tree, or a file or link (never following it).
+fn remove_entry(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() && !path.is_symlink() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
 /// Removes what uploads cut short by a crash left behind: everything under `<data>/tmp`, and
 /// workspace directories no row names (an upload killed between moving its files in and inserting
 /// its row). Runs at start, before the API serves, so no upload is in flight. Returns how many.
@@ -161,9 +170,7 @@ pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, WorkspaceError> {
     let mut swept = 0;
     let tmp = daemon.config.tmp_dir();
     for entry in std::fs::read_dir(&tmp).map_err(io("reading the temp dir"))? {
-        let path = entry.map_err(io("reading the temp dir"))?.path();
-        let removed = if path.is_dir() && !path.is_symlink() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        removed.map_err(io("sweeping the temp dir"))?;
+        remove_entry(&entry.map_err(io("reading the temp dir"))?.path()).map_err(io("sweeping the temp dir"))?;
         swept += 1;
     }
     for entry in std::fs::read_dir(daemon.config.workspaces_dir()).map_err(io("reading the workspaces dir"))? {
@@ -175,7 +182,7 @@ pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, WorkspaceError> {
         };
         if !known {
             tracing::info!("removing {}: no workspace row names it (an upload cut short)", entry.path().display());
-            std::fs::remove_dir_all(entry.path()).map_err(io("sweeping the workspaces dir"))?;
+            remove_entry(&entry.path()).map_err(io("sweeping the workspaces dir"))?;
             swept += 1;
         }
     }
