@@ -92,6 +92,24 @@ pub struct Config {
     /// Seconds between two reconciliations of the rows with what Docker really has.
     #[arg(long, env = "JINAD_RECONCILE_INTERVAL", default_value_t = 30)]
     pub reconcile_interval: u64,
+
+    /// How many flow/pod/pea starts and stops run at once (apart from builds: a container start
+    /// never waits behind a long pip install).
+    #[arg(long, env = "JINAD_CONTAINER_WORKERS", default_value_t = 4)]
+    pub container_workers: usize,
+
+    /// Seconds a flow, pod or pea has to become ready before it is FAILED `start_timeout`.
+    #[arg(long, env = "JINAD_START_TIMEOUT", default_value_t = 60)]
+    pub start_timeout: u64,
+
+    /// Host address the ports of flows, pods and peas are published on.
+    #[arg(long, env = "JINAD_PUBLISH_IP", default_value = "127.0.0.1")]
+    pub publish_ip: IpAddr,
+
+    /// Host name clients use to reach published ports (`gateway_url`, `ports`); default: the
+    /// publish address (127.0.0.1 when that is 0.0.0.0).
+    #[arg(long, env = "JINAD_PUBLIC_HOST")]
+    pub public_host: Option<String>,
 }
 
 impl Config {
@@ -100,6 +118,14 @@ impl Config {
     }
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data_dir.join("workspaces")
+    }
+    /// The host in `gateway_url` and in published addresses.
+    pub fn public_host(&self) -> String {
+        match (&self.public_host, self.publish_ip) {
+            (Some(host), _) => host.clone(),
+            (None, ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            (None, ip) => ip.to_string(),
+        }
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.data_dir.join("logs")

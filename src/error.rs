@@ -90,10 +90,14 @@ error_codes! {
     UnsafeArchiveEntry = "unsafe_archive_entry", Some(400), "An archive holds a device file, FIFO, socket or sparse file.";
     ArchiveTooLarge = "archive_too_large", Some(400), "The upload unpacks to more bytes or files than allowed.";
     NotFound = "not_found", Some(404), "No such route.";
+    InvalidFlow = "invalid_flow", Some(400), "The Flow YAML cannot run (missing, outside the workspace, bad YAML, unknown executor, unset `${{ ENV.X }}`); the message names the line or field.";
+    InvalidPod = "invalid_pod", Some(400), "A pod's or pea's arguments are wrong (executor, `with`, replicas, shards, outputs, limits, restart policy); the message says which.";
     WorkspaceNotFound = "workspace_not_found", Some(404), "No workspace with this id.";
+    DeploymentNotFound = "deployment_not_found", Some(404), "No flow, pod or pea with this id.";
     MethodNotAllowed = "method_not_allowed", Some(405), "The path exists but not with this method (see `Allow`).";
     WorkspaceBusy = "workspace_busy", Some(409), "A build of this workspace is running.";
     InvalidStateTransition = "invalid_state_transition", Some(409), "The request does not apply in the row's state.";
+    WorkspaceNotActive = "workspace_not_active", Some(409), "The workspace is FAILED or being deleted: nothing starts in it.";
     UploadTooLarge = "upload_too_large", Some(413), "The request body is larger than `--max-upload-size`.";
     UnprocessableEntity = "unprocessable_entity", Some(422), "The body is well-formed but not what the route takes.";
     Internal = "internal", Some(500), "A bug or an unexpected local error; details are in the daemon's log.";
@@ -104,6 +108,11 @@ error_codes! {
     BuildFailed = "build_failed", None, "Build: a Dockerfile step failed; `error_message` is the engine's error, the log has the rest.";
     NetworkPoolExhausted = "network_pool_exhausted", None, "Build: every subnet of `--network-pool` is in use.";
     DockerError = "docker_error", None, "The engine refused a request; `error_message` is its answer.";
+    WorkspaceFailed = "workspace_failed", None, "Start: the workspace's build failed, or it went away, before the start.";
+    ContainerStartFailed = "container_start_failed", None, "Start: the engine refused to create or start a container; `error_message` is its answer.";
+    ContainerExited = "container_exited", None, "A container exited; `error_message` names the pea, the exit code and its last log lines.";
+    ContainerMissing = "container_missing", None, "A container of an ACTIVE row was removed behind the daemon's back.";
+    StartTimeout = "start_timeout", None, "Start: not ready within `--start-timeout`; `error_message` has the last log lines.";
     DeleteFailed = "delete_failed", None, "Delete: something the workspace owns cannot be removed; `error_message` says what.";
     }
 }
@@ -168,6 +177,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(id) if id.kind_prefix() == "jworkspace" => {
                 ApiError::new(Code::WorkspaceNotFound, format!("{id} not found"))
+            }
+            StoreError::NotFound(id) if matches!(id.kind_prefix(), "jflow" | "jpod" | "jpea") => {
+                ApiError::new(Code::DeploymentNotFound, format!("{id} not found"))
             }
             StoreError::NotFound(id) => ApiError::new(Code::NotFound, format!("{id} not found")),
             StoreError::Conflict { id, actual, .. } => ApiError::new(

@@ -6,6 +6,7 @@ pub mod build_log;
 pub mod config;
 pub mod daemon;
 pub mod daemon_id;
+pub mod deployment;
 pub mod docker;
 pub mod error;
 pub mod http_methods;

@@ -24,11 +24,15 @@ use crate::daemon::Daemon;
 use crate::docker::{labels, DockerError, ManagedObject};
 use crate::ids::{Kind, ObjectId};
 use crate::state::State;
-use crate::store::WorkspaceChange;
+use crate::docker::RestartPolicy;
+use crate::error::Code;
+use crate::store::{DeploymentChange, WorkspaceChange};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub requeued: Vec<String>,
+    /// Flows, pods and peas moved to FAILED because a container exited or vanished.
+    pub failed: Vec<String>,
     pub removed_images: usize,
     pub removed_networks: usize,
     pub removed_containers: usize,
@@ -59,6 +63,7 @@ fn record(report: &mut Report, what: &str, e: DockerError) -> Result<(), Reconci
 pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
     let mut report = Report::default();
     check_active_rows(daemon, &mut report).await?;
+    check_active_deployments(daemon, &mut report).await?;
     remove_orphans(daemon, &mut report).await?;
     Ok(report)
 }
@@ -90,9 +95,65 @@ async fn check_active_rows(daemon: &Daemon, report: &mut Report) -> Result<(), R
     Ok(())
 }
 
+/// ACTIVE flows, pods and peas: every container must still run. One that exited (and that its
+/// restart policy will not restart) or vanished moves the row to FAILED with the exit code and
+/// its last log lines; the other containers are stopped and removed, their output kept in the log.
+async fn check_active_deployments(daemon: &Daemon, report: &mut Report) -> Result<(), ReconcileError> {
+    use crate::worker::containers;
+    let store = &daemon.store;
+    for listed in store.deployments_in(&[State::Active]).await? {
+        let Some(id) = listed.object_id() else { continue };
+        let Some(_row_lock) = daemon.row_locks.try_lock(id.as_str()) else {
+            report.skipped_busy += 1;
+            continue;
+        };
+        let row = store.get_deployment(&id).await?;
+        if row.state != State::Active {
+            continue;
+        }
+        let restart: RestartPolicy = row.spec_json().get("restart").cloned().and_then(|r| serde_json::from_value(r).ok()).unwrap_or_default();
+        let mut seen = Vec::new();
+        let mut broken = None;
+        for record in row.container_list() {
+            let now = containers::observe(daemon, &record.pea, &record.name).await?;
+            let retries_left = matches!(restart, RestartPolicy::OnFailure { max_retries } if now.restarts < i64::from(max_retries) && now.exit_code != Some(0));
+            if broken.is_none() {
+                broken = match now.state.as_str() {
+                    "missing" => Some((Code::ContainerMissing, format!("{}: its container {} was removed", record.pea, record.name))),
+                    "exited" if !retries_left => {
+                        let code = now.exit_code.map_or("unknown".into(), |c| c.to_string());
+                        let lines = containers::last_lines(daemon, &record.name, containers::FAILURE_LINES).await;
+                        Some((Code::ContainerExited, format!("{} exited with code {code} after {} restarts:\n{lines}", record.pea, now.restarts)))
+                    }
+                    _ => None,
+                };
+            }
+            seen.push(now);
+        }
+        if let Some((code, message)) = broken {
+            crate::worker::start::fail(daemon, &id, code, message).await;
+            report.failed.push(id.to_string());
+        } else if seen != row.container_list() {
+            let _ = store.transition_deployment(&id, row.seen(), DeploymentChange::Observed { containers: seen }).await;
+        }
+    }
+    Ok(())
+}
+
 async fn remove_orphans(daemon: &Daemon, report: &mut Report) -> Result<(), ReconcileError> {
     let engine = &daemon.engine;
     for container in engine.own_containers(&[]).await? {
+        // A flow's, pod's or pea's container: an orphan when its row is gone.
+        if let Some(row_id) = container.row_id().filter(|id| !id.starts_with(Kind::Workspace.prefix())).map(str::to_string) {
+            let Some(_lock) = daemon.row_locks.try_lock(&row_id) else { continue };
+            if !daemon.store.deployment_exists(&row_id).await? {
+                match engine.remove_container(&container.docker_id).await {
+                    Ok(()) => report.removed_containers += 1,
+                    Err(e) => record(report, &format!("container {}", container.name), e)?,
+                }
+            }
+            continue;
+        }
         // Only containers the daemon created carry `jinad.workspace`. The intermediate containers
         // of a running build inherit the daemon's labels from the `LABEL` step, and nothing else:
         // they are the build's, never an orphan.

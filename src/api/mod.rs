@@ -1,7 +1,9 @@
 //! The HTTP layer: rocket routes that translate between HTTP and the domain, one module per
 //! resource. Handlers never wait on Docker; they write rows and wake the workers.
 
+pub mod deployments;
 pub mod openapi;
+pub mod query;
 pub mod status;
 pub mod workspaces;
 
@@ -33,6 +35,7 @@ pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
         .manage(daemon)
         .mount("/", status::routes())
         .mount("/", workspaces::routes())
+        .mount("/", deployments::routes())
         .mount("/", SwaggerUi::new("/docs/<_..>").url("/openapi.json", openapi::ApiDoc::openapi()))
         .register("/", catchers![default_catcher])
 }

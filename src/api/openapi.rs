@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use super::{status, workspaces};
+use super::{deployments, status, workspaces};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,11 +16,17 @@ use super::{status, workspaces};
     paths(
         status::alive, status::status,
         workspaces::create, workspaces::list, workspaces::get_one, workspaces::update, workspaces::remove, workspaces::logs,
+        deployments::create_flow, deployments::list_flows, deployments::get_flow, deployments::delete_flow, deployments::flow_logs,
+        deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,
+        deployments::create_pea, deployments::list_peas, deployments::get_pea, deployments::delete_pea, deployments::pea_logs,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId)),
     tags(
         (name = "status", description = "Liveness and daemon status"),
         (name = "workspaces", description = "Uploaded projects, their images and networks"),
+        (name = "flows", description = "Flows of a workspace, every pea in its own container"),
+        (name = "pods", description = "Single pods in containers, ports published for Flows elsewhere"),
+        (name = "peas", description = "Single peas in containers"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::daemon::Daemon;
 use crate::error::ApiResult;
+use crate::ids::Kind;
 
 pub fn routes() -> Vec<Route> {
     routes![alive, status]
@@ -22,6 +23,12 @@ pub struct StateCountsView {
     pub active: i64,
     pub failed: i64,
     pub deleting: i64,
+}
+
+impl From<crate::store::StateCounts> for StateCountsView {
+    fn from(c: crate::store::StateCounts) -> Self {
+        StateCountsView { pending: c.pending, active: c.active, failed: c.failed, deleting: c.deleting }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -45,6 +52,9 @@ pub struct DaemonStatus {
     pub uptime_seconds: f64,
     pub docker: DockerStatus,
     pub workspaces: StateCountsView,
+    pub flows: StateCountsView,
+    pub pods: StateCountsView,
+    pub peas: StateCountsView,
     /// Base image template for workspace images.
     pub base_image_template: String,
 }
@@ -63,6 +73,9 @@ pub fn alive() -> Json<serde_json::Value> {
 #[get("/status")]
 pub async fn status(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<DaemonStatus>> {
     let counts = daemon.store.count_workspaces().await?;
+    let flows = daemon.store.count_deployments(Kind::Flow).await?;
+    let pods = daemon.store.count_deployments(Kind::Pod).await?;
+    let peas = daemon.store.count_deployments(Kind::Pea).await?;
     let docker = match daemon.engine.ping().await {
         Ok(info) => DockerStatus { reachable: true, version: Some(info.version), api_version: Some(info.api_version), error: None },
         Err(e) => DockerStatus { reachable: false, version: None, api_version: None, error: Some(e.to_string()) },
@@ -72,12 +85,10 @@ pub async fn status(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<DaemonStatu
         daemon_id: daemon.daemon_id.clone(),
         uptime_seconds: daemon.started.elapsed().as_secs_f64(),
         docker,
-        workspaces: StateCountsView {
-            pending: counts.pending,
-            active: counts.active,
-            failed: counts.failed,
-            deleting: counts.deleting,
-        },
+        workspaces: counts.into(),
+        flows: flows.into(),
+        pods: pods.into(),
+        peas: peas.into(),
         base_image_template: daemon.config.base_image_template.clone(),
     }))
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::{labels, DockerError, Engine, EngineInfo, ManagedObject};
+use super::{labels, ContainerSpec, ContainerStatus, DockerError, Engine, EngineInfo, ManagedObject};
 
 /// Where a build can be held by a test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,11 +40,21 @@ pub struct FakeNetwork {
     pub labels: HashMap<String, String>,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct FakeContainer {
+    pub spec: ContainerSpec,
+    pub status: ContainerStatus,
+    pub logs: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct World {
     pub images: HashMap<String, FakeImage>,
     pub networks: HashMap<String, FakeNetwork>,
     pub containers: HashMap<String, ManagedObject>,
+    /// Containers started by `run_container`, by name: their state and output. A test makes
+    /// one exit with `running = false` and an `exit_code`, or removes it.
+    pub running: HashMap<String, FakeContainer>,
     pub unreachable: bool,
     /// Operation name → the error its next calls return, and how many more times.
     pub failures: HashMap<&'static str, (DockerError, u32)>,
@@ -377,7 +387,73 @@ impl Engine for FakeEngine {
 
     async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         self.enter("remove_container")?;
-        self.with(|w| w.containers.remove(id));
+        self.with(|w| {
+            let name = w.running.iter().find(|(n, c)| *n == id || c.status.id == id).map(|(n, c)| (n.clone(), c.status.id.clone()));
+            if let Some((name, docker_id)) = name {
+                w.running.remove(&name);
+                w.containers.remove(&docker_id);
+            }
+            w.containers.remove(id)
+        });
+        Ok(())
+    }
+
+    async fn run_container(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        self.enter("run_container")?;
+        Ok(self.with(|w| {
+            if let Some(c) = w.running.get(&spec.name) {
+                if c.status.running {
+                    return c.status.id.clone();
+                }
+                let old = c.status.id.clone();
+                w.containers.remove(&old);
+            }
+            w.next += 1;
+            let id = format!("{:064x}", w.next);
+            let ports = spec.publish.iter().enumerate().map(|(i, p)| (*p, 40_000 + (w.next as u16 % 1000) * 10 + i as u16)).collect();
+            let status = ContainerStatus { id: id.clone(), running: true, ports, ..Default::default() };
+            w.containers.insert(
+                id.clone(),
+                ManagedObject { docker_id: id.clone(), name: format!("/{}", spec.name), labels: spec.labels.clone(), tags: Vec::new() },
+            );
+            w.running.insert(spec.name.clone(), FakeContainer { spec: spec.clone(), status, logs: vec![format!("{} started", spec.name)] });
+            id
+        }))
+    }
+
+    async fn inspect_container(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+        self.enter("inspect_container")?;
+        Ok(self.with(|w| w.running.iter().find(|(n, c)| *n == name || c.status.id == name).map(|(_, c)| c.status.clone())))
+    }
+
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, DockerError> {
+        self.enter("container_logs")?;
+        Ok(self.with(|w| {
+            let logs = w.running.get(name).map(|c| c.logs.clone()).unwrap_or_default();
+            logs[logs.len().saturating_sub(tail)..].to_vec()
+        }))
+    }
+
+    async fn follow_container_logs(&self, name: &str) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError> {
+        self.enter("follow_container_logs")?;
+        let logs = self.with(|w| w.running.get(name).map(|c| c.logs.clone()).unwrap_or_default());
+        let (tx, rx) = tokio::sync::mpsc::channel(logs.len().max(1));
+        for line in logs {
+            let _ = tx.try_send(line);
+        }
+        Ok(rx)
+    }
+
+    async fn stop_container(&self, name: &str, _grace: std::time::Duration) -> Result<(), DockerError> {
+        self.enter("stop_container")?;
+        self.with(|w| {
+            if let Some(c) = w.running.get_mut(name) {
+                if c.status.running {
+                    c.status.running = false;
+                    c.status.exit_code = Some(0);
+                }
+            }
+        });
         Ok(())
     }
 }

@@ -22,6 +22,21 @@ pub fn for_row(daemon_id: &str, row_id: &str, workspace_id: &str) -> HashMap<Str
     ])
 }
 
+/// The pea a container runs (`idx/shard-0`, `gateway`).
+pub const PEA: &str = "jinad.pea";
+
+/// The labels of a container of a flow, pod or pea (`kind`): its row, its workspace, its pea.
+pub fn for_deployment(daemon_id: &str, row_id: &str, workspace_id: &str, kind: &str, pea: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (ID.to_string(), row_id.to_string()),
+        (WORKSPACE.to_string(), workspace_id.to_string()),
+        (DAEMON.to_string(), daemon_id.to_string()),
+        (ROLE.to_string(), kind.to_string()),
+        (PEA.to_string(), pea.to_string()),
+    ])
+}
+
 /// The labels of a default workspace image: the daemon's only, so the image's layers are shared
 /// by all its workspaces; the workspace itself is named by the tag.
 pub fn for_workspace_image(daemon_id: &str) -> HashMap<String, String> {

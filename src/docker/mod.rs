@@ -2,18 +2,26 @@
 //! data; [`DockerEngine`] is the real one (the only user of bollard), [`fake::FakeEngine`] an
 //! in-memory one for deterministic tests of workers and reconciliation.
 
+pub mod containers;
 pub mod fake;
 pub mod labels;
+
+pub use containers::{ContainerSpec, ContainerStatus, Limits, RestartPolicy};
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::container::LogOutput;
+use bollard::models::{
+    BuildInfo, ContainerCreateBody, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -176,6 +184,18 @@ pub trait Engine: Send + Sync {
     async fn own_containers(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
     /// Stop and remove a container; a missing container is not an error.
     async fn remove_container(&self, id: &str) -> Result<(), DockerError>;
+    /// Create and start the container `spec.name`. One that already runs under that name is kept
+    /// (a start job repeated after a restart); a stopped one is replaced. Returns its id.
+    async fn run_container(&self, spec: &ContainerSpec) -> Result<String, DockerError>;
+    /// The container's state and published ports, `None` if there is no such container.
+    async fn inspect_container(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError>;
+    /// The last `tail` lines of its output (stdout and stderr); empty for a missing container.
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, DockerError>;
+    /// Its output from the start, then every new line until it stops (or the receiver is dropped).
+    async fn follow_container_logs(&self, name: &str) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError>;
+    /// SIGTERM, up to `grace` for it to exit (executors persist), then SIGKILL; a missing or
+    /// stopped container is not an error.
+    async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), DockerError>;
 }
 
 /// What the engine says about itself.
@@ -489,6 +509,164 @@ impl Engine for DockerEngine {
         }
         .await;
         self.reset_on(result).await
+    }
+
+    async fn run_container(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
+        let result = async {
+            let client = self.client().await?;
+            if let Some(existing) = found(client.inspect_container(&spec.name, None::<bollard::query_parameters::InspectContainerOptions>).await)? {
+                let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+                if running {
+                    return Ok(existing.id.unwrap_or_default());
+                }
+                let options = RemoveContainerOptionsBuilder::default().force(true).build();
+                found(client.remove_container(&spec.name, Some(options)).await)?;
+            }
+            let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+            let created = client.create_container(Some(options), container_body(spec)).await?;
+            client.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await?;
+            Ok(created.id)
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn inspect_container(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+        let result = async {
+            let Some(info) = found(self.client().await?.inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>).await)? else {
+                return Ok(None);
+            };
+            let state = info.state.unwrap_or_default();
+            let mut ports = std::collections::BTreeMap::new();
+            for (key, bindings) in info.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+                let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else { continue };
+                let host = bindings.unwrap_or_default().iter().find_map(|b| b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()));
+                if let Some(host) = host {
+                    ports.insert(port, host);
+                }
+            }
+            Ok(Some(ContainerStatus {
+                id: info.id.unwrap_or_default(),
+                running: state.running.unwrap_or(false),
+                restarting: state.restarting.unwrap_or(false),
+                exit_code: state.exit_code,
+                restart_count: info.restart_count.unwrap_or(0),
+                oom_killed: state.oom_killed.unwrap_or(false),
+                ports,
+                error: state.error.filter(|e| !e.is_empty()),
+            }))
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, DockerError> {
+        let result = async {
+            let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail.to_string()).build();
+            let client = self.client().await?;
+            let mut stream = client.logs(name, Some(options));
+            let mut lines = Vec::new();
+            while let Some(chunk) = tokio::time::timeout(CALL_TIMEOUT, stream.next()).await.map_err(|_| DockerError::Unavailable("the engine did not send the logs".into()))? {
+                match chunk {
+                    Ok(output) => push_lines(&mut lines, &output),
+                    Err(e) => {
+                        let e = DockerError::from(e);
+                        return if e.is_not_found() { Ok(Vec::new()) } else { Err(e) };
+                    }
+                }
+            }
+            Ok(lines)
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn follow_container_logs(&self, name: &str) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError> {
+        let client = self.client().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(true).build();
+            let mut stream = client.logs(&name, Some(options));
+            while let Some(Ok(output)) = stream.next().await {
+                let mut lines = Vec::new();
+                push_lines(&mut lines, &output);
+                for line in lines {
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), DockerError> {
+        let result = async {
+            let options = StopContainerOptionsBuilder::default().t(grace.as_secs().min(600) as i32).build();
+            match self.client().await?.stop_container(name, Some(options)).await {
+                // 304: already stopped.
+                Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                other => found(other).map(drop),
+            }
+        }
+        .await;
+        self.reset_on(result).await
+    }
+}
+
+/// Log frames split into lines (a frame may hold several, or end without a newline).
+fn push_lines(lines: &mut Vec<String>, output: &LogOutput) {
+    let bytes = match output {
+        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => message,
+        LogOutput::StdIn { .. } => return,
+    };
+    let text = String::from_utf8_lossy(bytes);
+    lines.extend(text.lines().map(strip_ansi));
+}
+
+/// The engine's create body: no privileges, no host network, no engine socket — only the
+/// workspace network, the declared binds and the published ports.
+fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let exposed: HashMap<String, HashMap<(), ()>> = spec.publish.iter().map(|p| (format!("{p}/tcp"), HashMap::new())).collect();
+    let bindings = spec
+        .publish
+        .iter()
+        .map(|p| (format!("{p}/tcp"), Some(vec![PortBinding { host_ip: Some(spec.publish_ip.clone()), host_port: Some(String::new()) }])))
+        .collect();
+    let restart = match spec.restart {
+        RestartPolicy::Never => bollard::models::RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
+        RestartPolicy::OnFailure { max_retries } => bollard::models::RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(i64::from(max_retries)),
+        },
+    };
+    let host_config = HostConfig {
+        binds: Some(spec.binds.clone()),
+        port_bindings: Some(bindings),
+        network_mode: spec.network.clone(),
+        extra_hosts: Some(spec.extra_hosts.clone()),
+        privileged: Some(false),
+        nano_cpus: spec.limits.cpus.map(|c| (c * 1e9) as i64),
+        memory: spec.limits.memory.map(|m| m as i64),
+        restart_policy: Some(restart),
+        ..Default::default()
+    };
+    let networking = spec.network.as_ref().map(|n| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(n.clone(), EndpointSettings::default())])),
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: Some(spec.cmd.clone()),
+        user: spec.user.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone()),
+        working_dir: spec.workdir.clone(),
+        exposed_ports: Some(exposed),
+        host_config: Some(host_config),
+        networking_config: networking,
+        ..Default::default()
     }
 }
 

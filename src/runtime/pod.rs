@@ -90,7 +90,7 @@ impl PodSpec {
         names
     }
 
-    fn context(&self, name: &str, shard: usize, replica: usize) -> ExecutorContext {
+    pub fn context(&self, name: &str, shard: usize, replica: usize) -> ExecutorContext {
         ExecutorContext {
             name: name.to_string(),
             pod: self.name.clone(),

@@ -16,6 +16,7 @@ use super::executor::ExecutorSpec;
 use super::flow::{FlowSpec, RunningFlow};
 use super::gateway::{self, Dispatcher, GatewayPlan};
 use super::message::{self, ControlReply, ControlRequest, Kind};
+use super::node::{self, Node, Role};
 use super::pod::{self, Output, PodSpec, Transport};
 use super::polling::{Polling, PollingSpec};
 use super::sockets;
@@ -90,6 +91,39 @@ pub struct PodArgs {
     /// `KEY=VALUE`, set on this process for the executor.
     #[arg(long = "env", value_parser = key_value)]
     pub env: Vec<(String, String)>,
+    /// The host others reach this process at, written into the addresses it prints (default: the
+    /// bound host; 127.0.0.1 for 0.0.0.0). In a container: its name on the network.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// `jinad pea` only: what this process runs of its pod — `pea` (an executor), or the `head` /
+    /// `tail` of a pod with several peas (each pea, head and tail in its own process/container).
+    #[arg(long, value_enum, default_value = "pea")]
+    pub role: NodeRole,
+    /// `jinad pea` only: take the pod (executor, arguments, `needs`, env, workspace) from this
+    /// Flow YAML, the executor named by `--pod`; `--uses`/`--with`/… are then ignored.
+    #[arg(long)]
+    pub from_flow: Option<PathBuf>,
+    /// `jinad pea` only: the pod this pea belongs to (its workspace, its `--replicas`/`--shards`).
+    #[arg(long)]
+    pub pod: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub shard_id: usize,
+    #[arg(long, default_value_t = 0)]
+    pub replica_id: usize,
+    /// A head's peas, `SHARD=NAME=tcp://HOST:PORT`; repeat for every replica of every shard.
+    #[arg(long = "shard-out", value_parser = shard_addr)]
+    pub shard_outputs: Vec<(usize, String, String)>,
+    /// A head's tail, `NAME=tcp://HOST:PORT`.
+    #[arg(long, value_parser = named_addr)]
+    pub tail: Option<(String, String)>,
+}
+
+/// What one `jinad pea` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeRole {
+    Pea,
+    Head,
+    Tail,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -110,6 +144,10 @@ pub struct GatewayArgs {
     /// Where answers come back (bind address; port 0 = any).
     #[arg(long, default_value = "tcp://127.0.0.1:0")]
     pub returns: String,
+    /// The host the peas send answers to (the reply-to address's host; default: the bound host,
+    /// 127.0.0.1 for 0.0.0.0). In a container: its name on the network.
+    #[arg(long)]
+    pub advertise: Option<String>,
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
 }
@@ -120,6 +158,13 @@ fn named_addr(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{addr}`: expected tcp://HOST:PORT"));
     }
     Ok((name.to_string(), addr.to_string()))
+}
+
+fn shard_addr(s: &str) -> Result<(usize, String, String), String> {
+    let (shard, rest) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected SHARD=NAME=tcp://HOST:PORT"))?;
+    let shard = shard.parse().map_err(|_| format!("`{shard}`: expected a shard number"))?;
+    let (name, addr) = named_addr(rest)?;
+    Ok((shard, name, addr))
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -173,7 +218,7 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
     }))
 }
 
-fn pod_spec(args: &PodArgs) -> Result<PodSpec, String> {
+fn pod_spec(args: &PodArgs, pod_name: &str) -> Result<PodSpec, String> {
     let with: Map<String, Value> = serde_json::from_str(&args.with_json).map_err(|e| format!("--with: {e}"))?;
     let executor = if args.py_modules.is_empty() {
         ExecutorSpec::parse(&args.uses, &with)?
@@ -192,33 +237,125 @@ fn pod_spec(args: &PodArgs) -> Result<PodSpec, String> {
     if args.replicas > 1 && executor.stateful() {
         return Err(format!("{} keeps state per shard: use --shards, not --replicas", args.uses));
     }
-    if args.outputs.is_empty() {
-        return Err("at least one --out NAME=ADDR is needed".into());
-    }
     Ok(PodSpec {
-        name: args.name.clone(),
+        name: pod_name.to_string(),
         executor,
         replicas: args.replicas,
         shards: args.shards,
         polling: Polling::from_spec(polling)?,
         needs: args.needs.max(1),
-        workspace: args.workspace.join(&args.name),
+        workspace: args.workspace.join(pod_name),
         env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
     })
 }
 
-/// `jinad pea`: a pod of exactly one pea.
-pub fn pea(args: PodArgs) -> Result<(), String> {
-    if args.replicas != 1 || args.shards != 1 {
-        return Err("a pea has no replicas or shards: use `jinad pod`".into());
+fn need_outputs(args: &PodArgs) -> Result<(), String> {
+    if args.outputs.is_empty() {
+        return Err("at least one --out NAME=ADDR is needed".into());
     }
-    pod(args)
+    Ok(())
+}
+
+/// `jinad pea`: one node in this process — a pea (one executor), or the head or tail of a pod
+/// whose peas run as processes (containers) of their own. It answers `status`/`terminate` on its
+/// control port itself and stops on Ctrl-C / SIGTERM (executors persist first).
+pub fn pea(args: PodArgs) -> Result<(), String> {
+    let pod_name = match &args.pod {
+        Some(pod) => pod.clone(),
+        None if args.replicas != 1 || args.shards != 1 => {
+            return Err("--replicas/--shards on a pea describe its pod: name it with --pod (to run a whole pod, use `jinad pod`)".into())
+        }
+        None => args.name.clone(),
+    };
+    let spec = match &args.from_flow {
+        Some(file) => FlowSpec::load(file)
+            .map_err(|e| e.to_string())?
+            .pods
+            .into_iter()
+            .find(|p| p.name == pod_name)
+            .ok_or_else(|| format!("{}: no executor is named `{pod_name}`", file.display()))?,
+        None => pod_spec(&args, &pod_name)?,
+    };
+    if args.shard_id >= spec.shards || args.replica_id >= spec.replicas {
+        return Err(format!("--shard-id/--replica-id must be below --shards ({}) / --replicas ({})", spec.shards, spec.replicas));
+    }
+    for (k, v) in &spec.env {
+        std::env::set_var(k, v);
+    }
+    let sock = |e: sockets::SocketError| e.to_string();
+    let connect = |outs: &[(String, String)]| -> Result<Vec<sockets::Target>, String> {
+        outs.iter().map(|(name, addr)| sockets::Target::connect(name, addr).map_err(sock)).collect()
+    };
+    let bound = node::bind(&format!("tcp://{}:{}", args.host, args.port_in), &format!("tcp://{}:{}", args.host, args.port_ctrl)).map_err(sock)?;
+    let node = match args.role {
+        NodeRole::Pea => {
+            need_outputs(&args)?;
+            let context = spec.context(&args.name, args.shard_id, args.replica_id);
+            let executor = spec.executor.build(&context)?;
+            // A lone pea joins its pod's `needs`; behind a head it sees whole requests.
+            let needs = if spec.shards * spec.replicas == 1 { spec.needs } else { 1 };
+            let role = Role::Pea { executor, pod: spec.name.clone(), outputs: connect(&args.outputs)? };
+            Node::new(&args.name, role, bound).joining(needs)
+        }
+        NodeRole::Head => {
+            let (tail_name, tail_addr) = args.tail.clone().ok_or("a head needs --tail NAME=ADDR")?;
+            let mut shards: Vec<Vec<sockets::Target>> = (0..spec.shards).map(|_| Vec::new()).collect();
+            for (shard, name, addr) in &args.shard_outputs {
+                let targets = shards.get_mut(*shard).ok_or_else(|| format!("--shard-out {shard}: the pod has {} shards", spec.shards))?;
+                targets.push(sockets::Target::connect(name, addr).map_err(sock)?);
+            }
+            if let Some(empty) = shards.iter().position(Vec::is_empty) {
+                return Err(format!("a head needs --shard-out for every shard (none for shard {empty})"));
+            }
+            let role = Role::Head {
+                polling: spec.polling.clone(),
+                next_replica: vec![0; spec.shards],
+                shards,
+                next_shard: spec.shards - 1,
+                tail: sockets::Target::connect(&tail_name, &tail_addr).map_err(sock)?,
+            };
+            Node::new(&args.name, role, bound).joining(spec.needs)
+        }
+        NodeRole::Tail => {
+            need_outputs(&args)?;
+            let role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, outputs: connect(&args.outputs)? };
+            Node::new(&args.name, role, bound)
+        }
+    };
+    let local_ctrl = node.ctrl_addr().to_string();
+    let advertise = args.advertise.as_deref();
+    let announce = json!({
+        "name": args.name,
+        "role": format!("{:?}", args.role).to_lowercase(),
+        "in": sockets::advertised(node.in_addr(), advertise),
+        "ctrl": sockets::advertised(&local_ctrl, advertise),
+    });
+    let stop = stop_signal();
+    let handle = node.spawn().map_err(|e| format!("cannot start the node's thread: {e}"))?;
+    println!("{announce}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        if handle.is_finished() {
+            // `terminate` arrived on the control port: the executor already persisted.
+            return handle.join().map_err(|_| "the node's thread panicked".to_string());
+        }
+        if stop.load(Ordering::SeqCst) {
+            let reply = sockets::control(&local_ctrl, ControlRequest::Terminate, Duration::from_secs(10)).map_err(sock)?;
+            let _ = handle.join();
+            return if reply.message.is_empty() { Ok(()) } else { Err(reply.message) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `jinad pod`: every node of one pod in this process; a supervisor answers on the control port
 /// for the whole pod (`status`: ready when every node is; `terminate`: stops all, then exits).
 pub fn pod(args: PodArgs) -> Result<(), String> {
-    let spec = pod_spec(&args)?;
+    if args.role != NodeRole::Pea || args.pod.is_some() || args.from_flow.is_some() || !args.shard_outputs.is_empty() || args.tail.is_some() {
+        return Err("--role/--pod/--from-flow/--shard-out/--tail are for `jinad pea`; `jinad pod` runs all of a pod's nodes".into());
+    }
+    need_outputs(&args)?;
+    let spec = pod_spec(&args, &args.name)?;
     for (k, v) in &spec.env {
         std::env::set_var(k, v);
     }
@@ -229,7 +366,8 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
     let stop = stop_signal();
     let running = pod::start(&spec, &in_addr, &Transport::Inproc.local_addr(), Transport::Inproc, &outputs).map_err(|e| e.to_string())?;
     running.wait_ready(Instant::now() + Duration::from_secs(30)).map_err(|e| e.to_string())?;
-    println!("{}", json!({"name": spec.name, "in": running.in_addr, "ctrl": ctrl_addr, "peas": spec.pea_names().into_iter().map(|p| p.2).collect::<Vec<_>>()}));
+    let advertise = args.advertise.as_deref();
+    println!("{}", json!({"name": spec.name, "in": sockets::advertised(&running.in_addr, advertise), "ctrl": sockets::advertised(&ctrl_addr, advertise), "peas": spec.pea_names().into_iter().map(|p| p.2).collect::<Vec<_>>()}));
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let nodes = running.nodes.clone();
     loop {
@@ -283,6 +421,7 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
 /// `jinad gateway`: the HTTP gateway alone, in front of pods running elsewhere.
 pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     let (returns, reply_to) = Dispatcher::bind_returns(&args.returns).map_err(|e| e.to_string())?;
+    let reply_to = sockets::advertised(&reply_to, args.advertise.as_deref());
     let plan = GatewayPlan {
         entries: args.entries.clone(),
         leaves: args.leaves.max(1),

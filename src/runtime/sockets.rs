@@ -50,11 +50,22 @@ pub fn bind(kind: zmq::SocketType, addr: &str) -> Result<(zmq::Socket, String), 
     Ok((socket, connectable(&bound)))
 }
 
-/// `tcp://0.0.0.0:P` is where we listen; peers on this host reach it at 127.0.0.1.
+/// The address peers use for a socket bound at `bound` when nobody said which host to advertise:
+/// `tcp://0.0.0.0:P` listens everywhere, and this host reaches it at 127.0.0.1. Processes that
+/// others reach from elsewhere (containers) say what to advertise: [`advertised`].
 fn connectable(bound: &str) -> String {
     match bound.strip_prefix("tcp://0.0.0.0:") {
         Some(port) => format!("tcp://127.0.0.1:{port}"),
         None => bound.to_string(),
+    }
+}
+
+/// `addr` (`tcp://HOST:PORT`) with its host replaced by `host` (`--advertise`): the address a
+/// peer in another container or on another machine uses.
+pub fn advertised(addr: &str, host: Option<&str>) -> String {
+    match (host, addr.strip_prefix("tcp://").and_then(|rest| rest.rsplit_once(':'))) {
+        (Some(host), Some((_, port))) => format!("tcp://{host}:{port}"),
+        _ => addr.to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The SQLite store: the only module that runs SQL. One file per table.
 
+pub mod deployments;
 pub mod workspaces;
 
 use std::path::Path;
@@ -12,7 +13,10 @@ use sqlx::SqlitePool;
 use crate::ids::ObjectId;
 use crate::state::State;
 
-pub use workspaces::{Seen, WorkspaceChange, WorkspaceRow};
+pub use deployments::{ContainerRecord, DeploymentChange, DeploymentRow};
+pub use workspaces::{Seen, StateCounts, WorkspaceChange, WorkspaceRow};
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,6 +65,50 @@ impl Store {
     pub async fn journal_mode(&self) -> Result<String, StoreError> {
         let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&self.pool).await?;
         Ok(mode)
+    }
+
+    /// The one write path for any row's state (workspaces and deployments alike):
+    /// `UPDATE <table> SET state = ?, <set>, version = version + 1 … WHERE id = ? AND state = ? AND
+    /// version = ?`. Refuses illegal edges before any SQL; `Conflict`/`NotFound` when the row
+    /// moved on since the caller's snapshot `seen`.
+    pub(crate) async fn compare_and_set<R>(
+        &self,
+        table: &'static str,
+        id: &ObjectId,
+        seen: Seen,
+        to: State,
+        set: &str,
+        binds: Vec<Option<String>>,
+    ) -> Result<R, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let expected = seen.state;
+        if to != expected && !expected.can_become(to) {
+            return Err(StoreError::IllegalTransition { id: id.clone(), from: expected, to });
+        }
+        let sql = format!(
+            "UPDATE {table} SET state = ?, {set}, version = version + 1, updated_at = {NOW} \
+             WHERE id = ? AND state = ? AND version = ? RETURNING *"
+        );
+        let mut query = sqlx::query_as::<_, R>(&sql).bind(to);
+        for value in binds {
+            query = query.bind(value);
+        }
+        let updated = query.bind(id.as_str()).bind(expected).bind(seen.version).fetch_optional(&self.pool).await?;
+        match updated {
+            Some(row) => Ok(row),
+            None => {
+                let actual: Option<(State,)> = sqlx::query_as(&format!("SELECT state FROM {table} WHERE id = ?"))
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match actual {
+                    Some((actual,)) => Err(StoreError::Conflict { id: id.clone(), expected, actual }),
+                    None => Err(StoreError::NotFound(id.clone())),
+                }
+            }
+        }
     }
 
     pub async fn close(&self) {

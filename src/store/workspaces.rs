@@ -87,7 +87,20 @@ pub struct StateCounts {
     pub deleting: i64,
 }
 
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+impl StateCounts {
+    pub fn from_rows(rows: Vec<(State, i64)>) -> Self {
+        let mut counts = StateCounts::default();
+        for (state, n) in rows {
+            match state {
+                State::Pending => counts.pending = n,
+                State::Active => counts.active = n,
+                State::Failed => counts.failed = n,
+                State::Deleting => counts.deleting = n,
+            }
+        }
+        counts
+    }
+}
 
 impl Store {
     pub async fn insert_workspace(&self, id: &ObjectId, files: &[String]) -> Result<WorkspaceRow, StoreError> {
@@ -134,16 +147,7 @@ impl Store {
         let rows: Vec<(State, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM workspaces GROUP BY state")
             .fetch_all(self.pool())
             .await?;
-        let mut counts = StateCounts::default();
-        for (state, n) in rows {
-            match state {
-                State::Pending => counts.pending = n,
-                State::Active => counts.active = n,
-                State::Failed => counts.failed = n,
-                State::Deleting => counts.deleting = n,
-            }
-        }
-        Ok(counts)
+        Ok(StateCounts::from_rows(rows))
     }
 
     /// The one write path for a workspace's state: `UPDATE … WHERE id = ? AND state = ? AND
@@ -155,11 +159,7 @@ impl Store {
         seen: Seen,
         change: WorkspaceChange,
     ) -> Result<WorkspaceRow, StoreError> {
-        let expected = seen.state;
-        let to = change.target(expected);
-        if to != expected && !expected.can_become(to) {
-            return Err(StoreError::IllegalTransition { id: id.clone(), from: expected, to });
-        }
+        let to = change.target(seen.state);
         let (set, binds): (String, Vec<Option<String>>) = match &change {
             WorkspaceChange::Requeue { files: Some(files) } => (
                 "files = ?, error_code = NULL, error_message = NULL".into(),
@@ -179,22 +179,7 @@ impl Store {
             }
             WorkspaceChange::Delete => ("error_code = NULL, error_message = NULL".into(), vec![]),
         };
-        let sql = format!(
-            "UPDATE workspaces SET state = ?, {set}, version = version + 1, updated_at = {NOW} \
-             WHERE id = ? AND state = ? AND version = ? RETURNING *"
-        );
-        let mut query = sqlx::query_as::<_, WorkspaceRow>(&sql).bind(to);
-        for value in binds {
-            query = query.bind(value);
-        }
-        let updated = query.bind(id.as_str()).bind(expected).bind(seen.version).fetch_optional(self.pool()).await?;
-        match updated {
-            Some(row) => Ok(row),
-            None => {
-                let actual = self.get_workspace(id).await?.state;
-                Err(StoreError::Conflict { id: id.clone(), expected, actual })
-            }
-        }
+        self.compare_and_set("workspaces", id, seen, to, &set, binds).await
     }
 
     /// Give the workspace a subnet of `pool` that neither another row nor `taken` (the engine's

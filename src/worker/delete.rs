@@ -9,7 +9,7 @@ use crate::docker::{labels, DockerError};
 use crate::error::Code;
 use crate::ids::ObjectId;
 use crate::state::State;
-use crate::store::{StoreError, WorkspaceChange};
+use crate::store::{DeploymentChange, StoreError, WorkspaceChange};
 
 /// Attempts before a delete that keeps failing for a reason other than an unreachable engine
 /// gives up and says why on the row.
@@ -33,6 +33,13 @@ impl From<DockerError> for DeleteError {
 
 /// `attempt` counts from 1.
 pub async fn run(daemon: &Daemon, id: &ObjectId, attempt: u32) -> Outcome {
+    // The cascade: the workspace's flows, pods and peas go first (their stop jobs stop the
+    // containers and remove the rows); the database refuses to remove a workspace they name.
+    match cascade(daemon, id).await {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Waiting,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    }
     match delete(daemon, id).await {
         Ok(()) => Outcome::Done,
         Err(DeleteError::Transient(reason)) => Outcome::Retry(reason),
@@ -50,6 +57,24 @@ pub async fn run(daemon: &Daemon, id: &ObjectId, attempt: u32) -> Outcome {
             }
         }
     }
+}
+
+/// Moves every deployment of the workspace to DELETING; `true` once none is left.
+async fn cascade(daemon: &Daemon, id: &ObjectId) -> Result<bool, StoreError> {
+    let deployments = daemon.store.deployments_of(id).await?;
+    for row in &deployments {
+        let Some(dep) = row.object_id() else { continue };
+        if row.state != State::Deleting {
+            match daemon.store.transition_deployment(&dep, row.seen(), DeploymentChange::Delete).await {
+                Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if !deployments.is_empty() {
+        daemon.wake.notify_one();
+    }
+    Ok(deployments.is_empty())
 }
 
 async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<(), DeleteError> {

@@ -5,8 +5,11 @@
 //! that panics turns its row FAILED instead of leaving it stuck.
 
 pub mod build;
+pub mod containers;
 pub mod delete;
 pub mod runtime_image;
+pub mod start;
+pub mod stop;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::daemon::Daemon;
 use crate::error::Code;
-use crate::ids::ObjectId;
+use crate::ids::{Kind, ObjectId};
 use crate::state::State;
 use crate::store::WorkspaceChange;
 
@@ -26,7 +29,13 @@ pub enum Outcome {
     Done,
     /// Nothing changed; try again later (the engine was unreachable).
     Retry(String),
+    /// Waiting for another row (a start for its workspace's build, a workspace delete for its
+    /// deployments to go): look again soon, without counting it as a failure.
+    Waiting,
 }
+
+/// How soon a waiting row is looked at again (a wake-up comes earlier when the other row moves).
+const WAIT_AGAIN: Duration = Duration::from_millis(500);
 
 /// First and longest delay between two tries of the same row.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -40,34 +49,62 @@ struct Bookkeeping {
     backoff: HashMap<String, (Instant, u32)>,
 }
 
+/// One job the queue holds: a row, its table, the state it was listed in.
+struct Job {
+    id: ObjectId,
+    state: State,
+    /// Builds and workspace deletes (slow: pip) or container starts and stops (fast): each kind
+    /// has its own limit, so a start never waits behind builds.
+    containers: bool,
+}
+
 pub async fn run_scheduler(daemon: Arc<Daemon>) {
-    let permits = Arc::new(Semaphore::new(daemon.config.workers.max(1)));
+    let builds = Arc::new(Semaphore::new(daemon.config.workers.max(1)));
+    let starts = Arc::new(Semaphore::new(daemon.config.container_workers.max(1)));
     let books = Arc::new(Mutex::new(Bookkeeping::default()));
     loop {
-        match daemon.store.workspaces_in(&[State::Pending, State::Deleting]).await {
-            Ok(rows) => {
-                for row in rows {
-                    let Some(id) = row.object_id() else { continue };
+        let queued = async {
+            let mut jobs: Vec<Job> = Vec::new();
+            for row in daemon.store.workspaces_in(&[State::Pending, State::Deleting]).await? {
+                if let Some(id) = row.object_id() {
+                    jobs.push(Job { id, state: row.state, containers: false });
+                }
+            }
+            for row in daemon.store.deployments_in(&[State::Pending, State::Deleting]).await? {
+                if let Some(id) = row.object_id() {
+                    jobs.push(Job { id, state: row.state, containers: true });
+                }
+            }
+            Ok::<_, crate::store::StoreError>(jobs)
+        };
+        match queued.await {
+            Ok(jobs) => {
+                for job in jobs {
                     let tries = {
                         let books = books.lock().unwrap_or_else(|p| p.into_inner());
-                        match books.backoff.get(&row.id) {
+                        match books.backoff.get(job.id.as_str()) {
                             Some((at, _)) if *at > Instant::now() => continue,
                             Some((_, tries)) => *tries,
                             None => 0,
                         }
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+                    let permits = if job.containers { &starts } else { &builds };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
                     // The row's lock for the whole job: never two jobs on one row, and uploads
                     // and reconciliation keep off it meanwhile. Busy: someone else has it now.
-                    let Some(guard) = daemon.row_locks.try_lock(&row.id) else { continue };
+                    let Some(guard) = daemon.row_locks.try_lock(job.id.as_str()) else { continue };
                     let (daemon, books) = (daemon.clone(), books.clone());
                     tokio::spawn(async move {
-                        let outcome = run_job(&daemon, &id, row.state, tries + 1).await;
+                        let id = job.id.clone();
+                        let outcome = run_job(&daemon, &id, job.state, tries + 1).await;
                         drop(guard);
                         let mut b = books.lock().unwrap_or_else(|p| p.into_inner());
                         match outcome {
                             Outcome::Done => {
                                 b.backoff.remove(id.as_str());
+                            }
+                            Outcome::Waiting => {
+                                b.backoff.insert(id.to_string(), (Instant::now() + WAIT_AGAIN, tries));
                             }
                             Outcome::Retry(reason) => {
                                 let tries = tries + 1;
@@ -95,10 +132,13 @@ pub async fn run_scheduler(daemon: Arc<Daemon>) {
 /// `attempt` counts the tries of this row in this process, from 1.
 pub async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State, attempt: u32) -> Outcome {
     let (d, job_id) = (daemon.clone(), id.clone());
+    let deployment = id.kind_prefix() != Kind::Workspace.prefix();
     let job = tokio::spawn(async move {
-        match state {
-            State::Deleting => delete::run(&d, &job_id, attempt).await,
-            _ => build::run(&d, &job_id).await,
+        match (deployment, state) {
+            (false, State::Deleting) => delete::run(&d, &job_id, attempt).await,
+            (false, _) => build::run(&d, &job_id).await,
+            (true, State::Deleting) => stop::run(&d, &job_id, attempt).await,
+            (true, _) => start::run(&d, &job_id).await,
         }
     });
     match job.await {
@@ -106,6 +146,12 @@ pub async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State, attempt:
         Err(e) => {
             tracing::error!(%id, "job crashed: {e}");
             let message = format!("the job crashed: {e}");
+            if deployment {
+                return match state {
+                    State::Deleting => stop::run(daemon, id, stop::ATTEMPTS).await,
+                    _ => start::fail(daemon, id, Code::Internal, message).await,
+                };
+            }
             let (expected, code) = match state {
                 State::Deleting => (State::Deleting, Code::DeleteFailed),
                 _ => (State::Pending, Code::Internal),

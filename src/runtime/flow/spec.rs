@@ -146,9 +146,16 @@ impl FlowSpec {
         Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))
     }
 
-    /// Parses `text`; relative paths are taken from `base` (the YAML file's directory).
+    /// Parses `text`; relative paths are taken from `base` (the YAML file's directory);
+    /// `${{ ENV.NAME }}` comes from this process's environment.
     pub fn parse(text: &str, base: &Path) -> Result<Self, FlowError> {
-        let expanded = expand_env(text)?;
+        Self::parse_with_env(text, base, &|name| std::env::var(name).ok())
+    }
+
+    /// [`FlowSpec::parse`] with `${{ ENV.NAME }}` looked up in `env` (the daemon plans a Flow
+    /// with the `envs` of the request, which its containers then get as their environment).
+    pub fn parse_with_env(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, FlowError> {
+        let expanded = expand_env(text, env)?;
         let text = expanded.as_str();
         let yaml: FlowYaml = yaml_serde::from_str(text).map_err(|e| FlowError(e.to_string()))?;
         match yaml.jtype.as_deref() {
@@ -286,7 +293,7 @@ impl FlowSpec {
 
 /// Replaces every `${{ ENV.NAME }}` (Jina's syntax) by the variable's value from this process's
 /// environment; an unset variable is an error naming its line.
-fn expand_env(text: &str) -> Result<String, FlowError> {
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, FlowError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${{") {
@@ -299,7 +306,7 @@ fn expand_env(text: &str) -> Result<String, FlowError> {
             .strip_prefix("ENV.")
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             .ok_or_else(|| FlowError(format!("line {line}: `${{{{ {expr} }}}}`: only `${{{{ ENV.NAME }}}}` is supported")))?;
-        let value = std::env::var(name).map_err(|_| FlowError(format!("line {line}: the environment variable {name} is not set")))?;
+        let value = env(name).ok_or_else(|| FlowError(format!("line {line}: the environment variable {name} is not set")))?;
         out.push_str(&value);
         rest = &after[end + 2..];
     }
@@ -348,7 +355,7 @@ fn field_line(text: &str, i: usize, field: &str) -> Option<usize> {
         .map(|n| n + 1)
 }
 
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

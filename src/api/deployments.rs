@@ -1,0 +1,319 @@
+//! `/flows`, `/pods`, `/peas`: start, list, inspect, delete, logs. The three kinds share one view
+//! ([`DeploymentView`]) and one set of handlers; only the create request differs.
+
+use std::sync::Arc;
+
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::stream::ByteStream;
+use rocket::response::{self, Responder};
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, routes, Request, Route, State as Managed};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::query::{single, strict_bool};
+use crate::daemon::Daemon;
+use crate::deployment::{self, DeployError, FlowRequest, PodRequest};
+use crate::docker::{Limits, RestartPolicy};
+use crate::error::{describe, ApiError, ApiResult, Code, ErrorBody};
+use crate::ids::{Kind, ObjectId};
+use crate::state::State;
+use crate::store::{ContainerRecord, DeploymentRow};
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        create_flow, list_flows, get_flow, delete_flow, flow_logs, create_pod, list_pods, get_pod, delete_pod, pod_logs, create_pea,
+        list_peas, get_pea, delete_pea, pea_logs
+    ]
+}
+
+/// A flow, pod or pea as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentView {
+    /// `jflow-<uuid>`, `jpod-<uuid>` or `jpea-<uuid>`.
+    pub id: String,
+    /// `flow`, `pod` or `pea`.
+    pub kind: String,
+    pub state: State,
+    /// Set when `state` is FAILED: `container_exited`, `start_timeout`, `invalid_flow`, …
+    pub error_code: Option<String>,
+    /// For a failed container: the pea, its exit code and its last log lines.
+    pub error_message: Option<String>,
+    pub workspace_id: String,
+    /// A flow's YAML, relative to the workspace.
+    pub filename: Option<String>,
+    /// The containers of the last start, one per pea, head, tail and gateway.
+    pub containers: Vec<ContainerRecord>,
+    /// A flow's gateway as published on the host: `http://host:port`.
+    pub gateway_url: Option<String>,
+    /// A pod's or pea's published addresses: `in` (data), `ctrl`, and every node's control port.
+    #[schema(value_type = Option<Object>)]
+    pub ports: Option<serde_json::Value>,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+    /// What was asked for.
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Starts attempted.
+    pub starts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<DeploymentRow> for DeploymentView {
+    fn from(row: DeploymentRow) -> Self {
+        let spec = row.spec_json();
+        fn field<T: serde::de::DeserializeOwned + Default>(spec: &serde_json::Value, name: &str) -> T {
+            spec.get(name).cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+        }
+        DeploymentView {
+            containers: row.container_list(),
+            filename: spec.get("filename").and_then(|f| f.as_str()).map(str::to_string),
+            limits: field(&spec, "limits"),
+            restart: field(&spec, "restart"),
+            ports: row.ports.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+            spec,
+            id: row.id,
+            kind: row.kind,
+            state: row.state,
+            error_code: row.error_code,
+            error_message: row.error_message,
+            workspace_id: row.workspace_id,
+            gateway_url: row.gateway_url,
+            starts: row.starts,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A view with a status and a `Location` header.
+pub struct Located {
+    status: Status,
+    location: String,
+    body: DeploymentView,
+}
+
+impl<'r> Responder<'r, 'static> for Located {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Json(self.body).respond_to(request)?;
+        response.set_status(self.status);
+        response.set_header(Header::new("Location", self.location));
+        Ok(response)
+    }
+}
+
+fn located(status: Status, kind: Kind, row: DeploymentRow) -> Located {
+    Located { status, location: format!("/{}s/{}", crate::store::deployments::kind_name(kind), row.id), body: row.into() }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Id(e) => e.into(),
+            DeployError::Store(e) => e.into(),
+            DeployError::InvalidFlow(m) => ApiError::new(Code::InvalidFlow, m),
+            DeployError::InvalidPod(m) => ApiError::new(Code::InvalidPod, m),
+            e @ DeployError::WorkspaceNotActive(..) => ApiError::new(Code::WorkspaceNotActive, e.to_string()),
+        }
+    }
+}
+
+/// The JSON body of a create request; at most 1 MiB.
+async fn json_body<T: serde::de::DeserializeOwned>(data: Data<'_>) -> ApiResult<Option<T>> {
+    let text = data.open(1.mebibytes()).into_string().await.map_err(|e| ApiError::new(Code::BadRequest, format!("cannot read the body: {e}")))?;
+    if !text.is_complete() {
+        return Err(ApiError::new(Code::UploadTooLarge, "the body is larger than 1 MiB"));
+    }
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&text).map(Some).map_err(|e| ApiError::new(Code::UnprocessableEntity, format!("the body: {e}")))
+}
+
+const CREATE_ERRORS: &[Code] = &[Code::BadRequest, Code::InvalidId, Code::InvalidFlow, Code::InvalidPod];
+
+/// Start a Flow of a workspace on Docker: every pea (each replica, shard, head and tail) and the
+/// gateway in its own container of the workspace image, on the workspace network; only the
+/// gateway's port is published (`gateway_url`). 201 with the row, PENDING; it becomes ACTIVE when
+/// the gateway answers `/ready`, or FAILED with the failing container's last log lines. Give
+/// `workspace_id` and `filename` in the query, or a JSON body (which may add `envs`, `limits`,
+/// `restart`).
+#[utoipa::path(post, path = "/flows", tag = "flows", operation_id = "create_flow",
+    params(
+        ("workspace_id" = Option<String>, Query, description = "The workspace (instead of a JSON body)"),
+        ("filename" = Option<String>, Query, description = "The Flow YAML in the workspace (instead of a JSON body)")),
+    request_body(content = Option<FlowRequest>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Queued (PENDING)", body = DeploymentView),
+        (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
+        (status = 409, description = describe("The workspace cannot run anything", &[Code::WorkspaceNotActive]), body = ErrorBody),
+        (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
+        (status = 422, description = describe("Not a flow request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
+// The query is read by `single`, strictly.
+#[post("/flows", data = "<data>")]
+pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri::Origin<'_>, data: Data<'_>) -> ApiResult<Located> {
+    let (workspace_id, filename) = (single(uri, "workspace_id")?, single(uri, "filename")?);
+    let body: Option<FlowRequest> = json_body(data).await?;
+    let request = match (body, workspace_id, filename) {
+        (Some(body), None, None) => body,
+        (None, Some(workspace_id), Some(filename)) => FlowRequest { workspace_id, filename, envs: Default::default(), limits: Default::default(), restart: Default::default() },
+        (Some(_), ..) => return Err(ApiError::new(Code::BadRequest, "give the request in the query or in the body, not both")),
+        (None, ..) => return Err(ApiError::new(Code::BadRequest, "`workspace_id` and `filename` are required (query or JSON body)")),
+    };
+    let row = deployment::create_flow(daemon, request).await?;
+    Ok(located(Status::Created, Kind::Flow, row))
+}
+
+async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Located> {
+    let request: PodRequest = json_body(data).await?.ok_or_else(|| ApiError::new(Code::BadRequest, "a JSON body is required"))?;
+    let row = deployment::create_pod(daemon, kind, request).await?;
+    Ok(located(Status::Created, kind, row))
+}
+
+/// Start one pod on Docker (its head, peas and tail each in a container), with its data input and
+/// control ports published (`ports`), so a Flow elsewhere can use it. 201, PENDING → ACTIVE when
+/// every node answers `status`.
+#[utoipa::path(post, path = "/pods", tag = "pods", operation_id = "create_pod", request_body = PodRequest,
+    responses(
+        (status = 201, description = "Queued (PENDING)", body = DeploymentView),
+        (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
+        (status = 409, description = describe("The workspace cannot run anything", &[Code::WorkspaceNotActive]), body = ErrorBody),
+        (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
+        (status = 422, description = describe("Not a pod request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
+#[post("/pods", data = "<data>")]
+pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located> {
+    create(daemon, Kind::Pod, data).await
+}
+
+/// Start one pea on Docker (no replicas or shards), its ports published. As `POST /pods`.
+#[utoipa::path(post, path = "/peas", tag = "peas", operation_id = "create_pea", request_body = PodRequest,
+    responses(
+        (status = 201, description = "Queued (PENDING)", body = DeploymentView),
+        (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
+        (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
+        (status = 409, description = describe("The workspace cannot run anything", &[Code::WorkspaceNotActive]), body = ErrorBody),
+        (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
+        (status = 422, description = describe("Not a pea request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
+#[post("/peas", data = "<data>")]
+pub async fn create_pea(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located> {
+    create(daemon, Kind::Pea, data).await
+}
+
+async fn list(daemon: &Daemon, kind: Kind) -> ApiResult<Json<Vec<DeploymentView>>> {
+    Ok(Json(daemon.store.list_deployments(kind).await?.into_iter().map(Into::into).collect()))
+}
+
+async fn get_one(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Json<DeploymentView>> {
+    let id = ObjectId::parse(kind, id)?;
+    Ok(Json(daemon.store.get_deployment(&id).await?.into()))
+}
+
+async fn remove(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Located> {
+    let id = ObjectId::parse(kind, id)?;
+    let row = deployment::delete(daemon, &id).await?;
+    Ok(located(Status::Accepted, kind, row))
+}
+
+/// The logs: what earlier containers of the row printed (collected when they stopped), then
+/// every live container's output, each line prefixed with `[pea]`. With `follow`, new lines
+/// stream until the containers stop.
+async fn logs(daemon: &Managed<Arc<Daemon>>, kind: Kind, id: &str, uri: &rocket::http::uri::Origin<'_>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+    let id = ObjectId::parse(kind, id)?;
+    let follow = strict_bool(uri, "follow")?.unwrap_or(false);
+    daemon.store.get_deployment(&id).await?;
+    let daemon: Arc<Daemon> = daemon.inner().clone();
+    let stream = ByteStream! {
+        let path = crate::build_log::path(&daemon.config.logs_dir(), &id);
+        if let Ok(kept) = tokio::fs::read(&path).await {
+            yield kept;
+        }
+        let live = crate::worker::containers::of_row(&daemon, &id).await.unwrap_or_default();
+        if follow {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
+            for (pea, docker_id, _) in live {
+                let Ok(mut lines) = daemon.engine.follow_container_logs(&docker_id).await else { continue };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(line) = lines.recv().await {
+                        if tx.send(format!("[{pea}] {line}\n")).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            while let Some(line) = rx.recv().await {
+                yield line.into_bytes();
+            }
+        } else {
+            for (pea, docker_id, _) in live {
+                let lines = daemon.engine.container_logs(&docker_id, 100_000).await.unwrap_or_default();
+                let mut chunk = String::new();
+                for line in lines {
+                    chunk.push_str(&format!("[{pea}] {line}\n"));
+                }
+                yield chunk.into_bytes();
+            }
+        }
+    };
+    Ok((ContentType::Plain, stream))
+}
+
+/// Generates the list, get, delete and logs routes of one kind (utoipa needs literal paths).
+macro_rules! kind_routes {
+    ($kind:expr, $tag:literal, $list:ident, $get:ident, $delete:ident, $logs:ident, $plural:literal, $one:literal, $one_doc:literal, $logs_path:literal, $logs_doc:literal, $what:literal) => {
+        #[doc = concat!("Every ", $what, ", oldest first.")]
+        #[utoipa::path(get, path = $plural, tag = $tag, operation_id = concat!("list_", $tag),
+            responses((status = 200, description = concat!("All ", $tag), body = Vec<DeploymentView>)))]
+        #[get($plural)]
+        pub async fn $list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<DeploymentView>>> {
+            list(daemon, $kind).await
+        }
+
+        #[doc = concat!("One ", $what, ": state, reason, workspace, containers with their peas and states, published addresses.")]
+        #[utoipa::path(get, path = $one_doc, tag = $tag, operation_id = concat!("get_", $what),
+            params(("id" = String, Path, description = concat!("The ", $what, "'s id"))),
+            responses(
+                (status = 200, description = concat!("The ", $what), body = DeploymentView),
+                (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+                (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
+        #[get($one)]
+        pub async fn $get(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<DeploymentView>> {
+            get_one(daemon, $kind, id).await
+        }
+
+        #[doc = concat!("Stop and remove a ", $what, ": 202, DELETING; its containers get SIGTERM (executors persist), then go, then the row.")]
+        #[utoipa::path(delete, path = $one_doc, tag = $tag, operation_id = concat!("delete_", $what),
+            params(("id" = String, Path, description = concat!("The ", $what, "'s id"))),
+            responses(
+                (status = 202, description = "Deletion queued", body = DeploymentView),
+                (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+                (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
+        #[delete($one)]
+        pub async fn $delete(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located> {
+            remove(daemon, $kind, id).await
+        }
+
+        #[doc = concat!("The ", $what, "'s container logs (plain text), each line prefixed with `[pea]`; kept after its containers stopped. `follow=true` streams until they stop.")]
+        #[utoipa::path(get, path = $logs_doc, tag = $tag, operation_id = concat!("get_", $what, "_logs"),
+            params(
+                ("id" = String, Path, description = concat!("The ", $what, "'s id")),
+                ("follow" = Option<bool>, Query, description = "Keep the response open and stream new lines")),
+            responses(
+                (status = 200, description = "The logs", content_type = "text/plain", body = String),
+                (status = 400, description = describe("Bad id or query", &[Code::InvalidId, Code::BadRequest]), body = ErrorBody),
+                (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
+        #[get($logs_path)]
+        pub async fn $logs(daemon: &Managed<Arc<Daemon>>, id: &str, uri: &rocket::http::uri::Origin<'_>) -> ApiResult<(ContentType, ByteStream![Vec<u8>])> {
+            logs(daemon, $kind, id, uri).await
+        }
+    };
+}
+
+kind_routes!(Kind::Flow, "flows", list_flows, get_flow, delete_flow, flow_logs, "/flows", "/flows/<id>", "/flows/{id}", "/flows/<id>/logs", "/flows/{id}/logs", "flow");
+kind_routes!(Kind::Pod, "pods", list_pods, get_pod, delete_pod, pod_logs, "/pods", "/pods/<id>", "/pods/{id}", "/pods/<id>/logs", "/pods/{id}/logs", "pod");
+kind_routes!(Kind::Pea, "peas", list_peas, get_pea, delete_pea, pea_logs, "/peas", "/peas/<id>", "/peas/{id}", "/peas/<id>/logs", "/peas/{id}/logs", "pea");

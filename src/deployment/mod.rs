@@ -1,0 +1,311 @@
+//! Flows, pods and peas: what runs in a workspace. The requests (`POST /flows`, `/pods`, `/peas`)
+//! are checked here before a row is written, and turned into containers by [`plan`] when the
+//! start job runs. The rows share the workspaces' life cycle and compare-and-set.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::daemon::Daemon;
+use crate::docker::{Limits, RestartPolicy};
+use crate::ids::{InvalidId, Kind, ObjectId};
+use crate::runtime::executor::ExecutorSpec;
+use crate::runtime::flow::spec::{valid_name, MAX_PEAS_PER_POD};
+use crate::runtime::flow::FlowSpec;
+use crate::runtime::polling::{Polling, PollingSpec};
+use crate::state::State;
+use crate::store::{DeploymentChange, DeploymentRow, StoreError};
+use crate::workspace::paths::{self, Unresolved};
+
+/// Where the workspace directory is mounted in every container (the image's copy of the files
+/// is there too; the mount makes what executors write survive the container).
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+
+/// `POST /flows`: start the Flow YAML `filename` of a workspace, every pea in its own container.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRequest {
+    /// The workspace (`jworkspace-<uuid>`) whose image, network and files the flow uses.
+    pub workspace_id: String,
+    /// The Flow YAML, relative to the workspace.
+    #[schema(example = "flow.yml")]
+    pub filename: String,
+    /// Environment of every container; `${{ ENV.NAME }}` in the YAML reads it.
+    #[serde(default)]
+    pub envs: BTreeMap<String, String>,
+    /// Per container.
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// `POST /pods` and `POST /peas`: one pod (or pea) in containers, its ports published, sending its
+/// results to `out`: the arguments of `jinad pod` / `jinad pea`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodRequest {
+    pub workspace_id: String,
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// A built-in executor, or with `py_modules` a Python class.
+    #[serde(default = "default_uses")]
+    pub uses: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub with: Map<String, Value>,
+    /// Python files (relative to the workspace) defining the class `uses` names.
+    #[serde(default)]
+    pub py_modules: Vec<String>,
+    #[serde(default = "one")]
+    pub replicas: usize,
+    #[serde(default = "one")]
+    pub shards: usize,
+    /// `any`, `all`, or per endpoint, e.g. `{"/search": "all", "*": "any"}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub polling: Option<Value>,
+    /// Parts each request arrives in (the number of the pod's `needs` in the Flow that uses it).
+    #[serde(default = "one")]
+    pub needs: usize,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Where results go: name → `tcp://HOST:PORT` as the container reaches it (the daemon's host
+    /// is `host.docker.internal`).
+    pub out: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_name() -> String {
+    "pod".into()
+}
+fn default_uses() -> String {
+    "Passthrough".into()
+}
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Id(#[from] InvalidId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    InvalidFlow(String),
+    #[error("{0}")]
+    InvalidPod(String),
+    #[error("{0} is {1}: nothing starts in it")]
+    WorkspaceNotActive(ObjectId, State),
+}
+
+/// A checked flow: the parsed spec and where its YAML is inside the containers.
+pub struct CheckedFlow {
+    pub spec: FlowSpec,
+    pub yaml_in_container: String,
+}
+
+/// Reads and checks the Flow YAML `filename` of the workspace at `root` (links followed only
+/// inside it), with `${{ ENV.X }}` from `envs`.
+pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) -> Result<CheckedFlow, String> {
+    let rel = paths::safe_relative(Path::new(filename)).ok_or_else(|| format!("filename: `{filename}` must be a relative path inside the workspace"))?;
+    let real = match paths::resolve_inside(root, &rel).map_err(|e| format!("{filename}: {e}"))? {
+        Ok(real) => real,
+        Err(Unresolved::Dangling) => return Err(format!("{filename}: no such file in the workspace")),
+        Err(why) => return Err(format!("{filename}: {why}")),
+    };
+    let text = std::fs::read_to_string(root.join(&real)).map_err(|e| format!("{filename}: {e}"))?;
+    let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
+    let spec = FlowSpec::parse_with_env(&text, &root.join(&dir), &|name| envs.get(name).cloned()).map_err(|e| format!("{filename}: {e}"))?;
+    for pod in &spec.pods {
+        if let ExecutorSpec::Python(config) = &pod.executor {
+            for module in &config.modules {
+                let inside = module.strip_prefix(root).ok().and_then(paths::safe_relative).map(|m| paths::resolve_inside(root, &m));
+                if !matches!(inside, Some(Ok(Ok(_)))) {
+                    return Err(format!("{filename}: executor `{}`: py_modules must stay inside the workspace", pod.name));
+                }
+            }
+        }
+    }
+    let yaml_in_container = PathBuf::from(WORKSPACE_MOUNT).join(&real).to_string_lossy().into_owned();
+    Ok(CheckedFlow { spec, yaml_in_container })
+}
+
+/// The pea names of a checked pod request, and the `jinad pea` arguments that describe its pod.
+pub struct CheckedPod {
+    pub peas: Vec<(usize, usize, String)>,
+    pub args: Vec<String>,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// Checks a pod or pea request the way `jinad pod`/`pea` would, before anything starts.
+pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod, String> {
+    if !valid_name(&req.name) || req.name == "gateway" {
+        return Err(format!("name: `{}` must start with a letter or `_`, hold only letters, digits, `_`, `-` (at most 64), and not be `gateway`", req.name));
+    }
+    if kind == Kind::Pea && (req.replicas != 1 || req.shards != 1) {
+        return Err("a pea has no replicas or shards: use POST /pods".into());
+    }
+    for (field, n) in [("replicas", req.replicas), ("shards", req.shards)] {
+        if n == 0 || n > MAX_PEAS_PER_POD {
+            return Err(format!("{field}: must be between 1 and {MAX_PEAS_PER_POD} (got {n})"));
+        }
+    }
+    if req.replicas * req.shards > MAX_PEAS_PER_POD {
+        return Err(format!("replicas × shards must be at most {MAX_PEAS_PER_POD}"));
+    }
+    if req.needs == 0 || req.needs > MAX_PEAS_PER_POD {
+        return Err(format!("needs: must be between 1 and {MAX_PEAS_PER_POD}"));
+    }
+    let executor = if req.py_modules.is_empty() {
+        ExecutorSpec::parse(&req.uses, &req.with).map_err(|e| format!("uses/with: {e}"))?
+    } else {
+        let mut modules = Vec::new();
+        for m in &req.py_modules {
+            let rel = paths::safe_relative(Path::new(m)).ok_or_else(|| format!("py_modules: `{m}` must be a relative path inside the workspace"))?;
+            match paths::resolve_inside(root, &rel).map_err(|e| format!("py_modules: {m}: {e}"))? {
+                Ok(real) => modules.push(root.join(real)),
+                Err(why) => return Err(format!("py_modules: `{m}` {why}")),
+            }
+        }
+        ExecutorSpec::python(&req.uses, modules, &req.with).map_err(|e| format!("py_modules: {e}"))?
+    };
+    if req.replicas > 1 && executor.stateful() {
+        return Err(format!("replicas: {} keeps state per shard: use shards, not replicas", req.uses));
+    }
+    let polling = match &req.polling {
+        None => None,
+        Some(p) => Some(serde_json::from_value::<PollingSpec>(p.clone()).map_err(|e| format!("polling: {e}"))?),
+    };
+    Polling::from_spec(polling).map_err(|e| format!("polling: {e}"))?;
+    if req.out.is_empty() {
+        return Err("out: at least one output `name: tcp://HOST:PORT` is needed".into());
+    }
+    let mut outputs = Vec::new();
+    for (name, addr) in &req.out {
+        if !valid_name(name) {
+            return Err(format!("out: `{name}` is not a valid name"));
+        }
+        let port_ok = addr.strip_prefix("tcp://").and_then(|a| a.rsplit_once(':')).is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            return Err(format!("out.{name}: `{addr}` is not tcp://HOST:PORT"));
+        }
+        outputs.push((name.clone(), addr.clone()));
+    }
+    for key in req.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(format!("env: `{key}` is not a variable name"));
+        }
+    }
+    let mut args: Vec<String> = vec![
+        "--uses".into(),
+        req.uses.clone(),
+        "--with".into(),
+        Value::Object(req.with.clone()).to_string(),
+        "--replicas".into(),
+        req.replicas.to_string(),
+        "--shards".into(),
+        req.shards.to_string(),
+        "--needs".into(),
+        req.needs.to_string(),
+    ];
+    for m in &req.py_modules {
+        args.extend(["--py-modules".into(), m.clone()]);
+    }
+    if let Some(p) = &req.polling {
+        args.extend(["--polling".into(), match p.as_str() { Some(s) => s.to_string(), None => p.to_string() }]);
+    }
+    for (k, v) in &req.env {
+        args.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    let shape = crate::runtime::pod::PodSpec {
+        name: req.name.clone(),
+        executor,
+        replicas: req.replicas,
+        shards: req.shards,
+        polling: Polling::default(),
+        needs: req.needs,
+        workspace: PathBuf::new(),
+        env: BTreeMap::new(),
+    };
+    Ok(CheckedPod { peas: shape.pea_names(), args, outputs })
+}
+
+fn check_common(limits: &Limits, restart: &RestartPolicy) -> Result<(), String> {
+    limits.check()?;
+    restart.check()
+}
+
+/// The workspace a request names, if something may start in it (PENDING: the start waits for
+/// the build; ACTIVE).
+async fn startable_workspace(daemon: &Daemon, workspace_id: &str) -> Result<ObjectId, DeployError> {
+    let ws = ObjectId::parse(Kind::Workspace, workspace_id)?;
+    let row = daemon.store.get_workspace(&ws).await?;
+    match row.state {
+        State::Pending | State::Active => Ok(ws),
+        other => Err(DeployError::WorkspaceNotActive(ws, other)),
+    }
+}
+
+pub async fn create_flow(daemon: &Daemon, req: FlowRequest) -> Result<DeploymentRow, DeployError> {
+    let ws = startable_workspace(daemon, &req.workspace_id).await?;
+    check_common(&req.limits, &req.restart).map_err(DeployError::InvalidFlow)?;
+    for key in req.envs.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(DeployError::InvalidFlow(format!("envs: `{key}` is not a variable name")));
+        }
+    }
+    let root = daemon.config.workspaces_dir().join(ws.as_str());
+    check_flow(&root, &req.filename, &req.envs).map_err(DeployError::InvalidFlow)?;
+    let req = FlowRequest { workspace_id: ws.to_string(), ..req };
+    insert(daemon, Kind::Flow, &ws, serde_json::to_value(&req).unwrap_or_default()).await
+}
+
+pub async fn create_pod(daemon: &Daemon, kind: Kind, req: PodRequest) -> Result<DeploymentRow, DeployError> {
+    let ws = startable_workspace(daemon, &req.workspace_id).await?;
+    check_common(&req.limits, &req.restart).map_err(DeployError::InvalidPod)?;
+    let root = daemon.config.workspaces_dir().join(ws.as_str());
+    check_pod(&root, kind, &req).map_err(DeployError::InvalidPod)?;
+    let req = PodRequest { workspace_id: ws.to_string(), ..req };
+    insert(daemon, kind, &ws, serde_json::to_value(&req).unwrap_or_default()).await
+}
+
+async fn insert(daemon: &Daemon, kind: Kind, ws: &ObjectId, spec: Value) -> Result<DeploymentRow, DeployError> {
+    let id = ObjectId::mint(kind);
+    let row = daemon.store.insert_deployment(&id, kind, ws, &spec).await.map_err(|e| match e {
+        StoreError::Conflict { id, actual, .. } => DeployError::WorkspaceNotActive(id, actual),
+        other => other.into(),
+    })?;
+    daemon.wake.notify_one();
+    Ok(row)
+}
+
+/// `DELETE`: move the row to DELETING (the stop job removes its containers, then the row).
+/// Deleting a row that is already DELETING is accepted again.
+pub async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<DeploymentRow, DeployError> {
+    loop {
+        let row = daemon.store.get_deployment(id).await?;
+        if row.state == State::Deleting {
+            daemon.wake.notify_one();
+            return Ok(row);
+        }
+        match daemon.store.transition_deployment(id, row.seen(), DeploymentChange::Delete).await {
+            Ok(row) => {
+                daemon.wake.notify_one();
+                return Ok(row);
+            }
+            // The row moved meanwhile (a start finished): look again.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

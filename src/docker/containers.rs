@@ -1,0 +1,97 @@
+//! What the daemon asks of the engine about containers, as plain data (no bollard types).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// When the engine restarts a container that exited. `never` (the default) leaves the exit to the
+/// daemon, which moves the row to FAILED with the exit code and the last log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    /// Restart after a non-zero exit, at most `max_retries` times (1..=100).
+    OnFailure { max_retries: u32 },
+}
+
+/// Per-container resource limits, passed to the engine as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// CPUs, e.g. `0.5` (0.01..=256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Bytes of memory (at least 6 MiB, Docker's minimum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+}
+
+impl Limits {
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(c) = self.cpus {
+            if !(0.01..=256.0).contains(&c) {
+                return Err(format!("cpus: {c} is not between 0.01 and 256"));
+            }
+        }
+        if let Some(m) = self.memory {
+            if !(6 * 1024 * 1024..=1 << 50).contains(&m) {
+                return Err(format!("memory: {m} bytes is not between 6 MiB and 1 PiB"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RestartPolicy {
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            RestartPolicy::OnFailure { max_retries } if !(1..=100).contains(max_retries) => {
+                Err(format!("restart.max_retries: {max_retries} is not between 1 and 100"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A container to create and start.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    /// `uid:gid` to run as (the owner of the mounted workspace, so files stay removable).
+    pub user: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub labels: HashMap<String, String>,
+    /// The network it joins (by name); reachable there by its container name.
+    pub network: Option<String>,
+    /// `host path:container path` bind mounts.
+    pub binds: Vec<String>,
+    pub workdir: Option<String>,
+    /// Container TCP ports published on `publish_ip` at a port the engine picks.
+    pub publish: Vec<u16>,
+    pub publish_ip: String,
+    /// `host.docker.internal:host-gateway`, for containers that reach the host.
+    pub extra_hosts: Vec<String>,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+}
+
+/// What the engine says about one container now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub running: bool,
+    /// The engine restarts it now (restart policy).
+    pub restarting: bool,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    pub oom_killed: bool,
+    /// Container port → published host port.
+    pub ports: BTreeMap<u16, u16>,
+    pub error: Option<String>,
+}
