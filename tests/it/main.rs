@@ -5,6 +5,7 @@ mod common;
 mod api;
 mod bench;
 mod contract;
+mod docker_flows;
 mod docker_workspaces;
 mod flows;
 mod nodes;

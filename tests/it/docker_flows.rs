@@ -1,0 +1,226 @@
+//! Flows, pods and peas in containers on the real Docker engine (the locally built base image):
+//! a Flow started through the REST API runs every pea in its own container, answers through its
+//! published gateway, survives `kill -9` of the daemon, fails with the reason when a container
+//! dies, and goes with its workspace.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use serde_json::{json, Value};
+
+use crate::common::flow::{docs, match_ids};
+use crate::common::{fixture, tar_gz, Daemon, WHEEL};
+use crate::docker_workspaces::docker;
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+const GREETER: &str = r#"
+import jinad_fixture_tiny
+from jina import Executor, requests
+
+class Greeter(Executor):
+    @requests
+    def greet(self, docs, **kwargs):
+        for d in docs:
+            d.tags["greeting"] = jinad_fixture_tiny.GREETING
+            d.tags["replica"] = self.runtime_args.replica_id
+"#;
+
+const CRASHER: &str = r#"
+from jina import Executor
+
+class Crasher(Executor):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        raise RuntimeError("boom at start: the model file is missing")
+"#;
+
+const FLOW: &str = "jtype: Flow
+executors:
+  - name: enc
+    uses: HashEncoder
+    with: {dim: 16}
+  - name: greet
+    uses: Greeter
+    py_modules: [executors/greeter.py]
+    replicas: 2
+  - name: idx
+    uses: VectorIndexer
+    shards: 2
+";
+
+fn project() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (".jinad", b"python = 3.11\n".to_vec()),
+        ("requirements.txt", format!("./{WHEEL}\n").into_bytes()),
+        ("wheels.tar.gz", tar_gz(&[(WHEEL, &fixture(WHEEL))])),
+        ("flow.yml", FLOW.as_bytes().to_vec()),
+        ("crash.yml", b"jtype: Flow\nexecutors:\n  - name: bad\n    uses: Crasher\n    py_modules: [executors/crasher.py]\n".to_vec()),
+        ("executors.tar.gz", tar_gz(&[("executors/greeter.py", GREETER.as_bytes()), ("executors/crasher.py", CRASHER.as_bytes())])),
+    ]
+}
+
+async fn post_json(daemon: &Daemon, path: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new().post(format!("{}{path}", daemon.url)).json(&body).send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_row(daemon: &Daemon, path: &str, states: &[&str], timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = daemon.get(path).await;
+        if status == 200 && states.iter().any(|s| body["state"] == *s) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} not in {states:?} after {timeout:?}: {body}\n{}", daemon.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Containers labelled with `label=value`, as (name, inspect).
+async fn containers_with(docker: &Docker, label: &str, value: &str) -> Vec<bollard::models::ContainerInspectResponse> {
+    let filters = std::collections::HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+    let options = bollard::query_parameters::ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let mut out = Vec::new();
+    for c in docker.list_containers(Some(options)).await.expect("list") {
+        out.push(docker.inspect_container(c.id.as_deref().unwrap_or_default(), None::<bollard::query_parameters::InspectContainerOptions>).await.expect("inspect"));
+    }
+    out
+}
+
+async fn call(url: &str, endpoint: &str, body: Value) -> Value {
+    let response = reqwest::Client::new().post(format!("{url}{endpoint}")).json(&body).send().await.expect("gateway");
+    assert_eq!(response.status().as_u16(), 200, "{endpoint}");
+    response.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_with_its_workspace() {
+    let docker = docker().await;
+    let mut daemon = Daemon::start(&["--reconcile-interval", "1"]).await;
+    let ws = daemon.create(&project()).await;
+    assert_eq!(daemon.wait_for(&ws, &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await["state"], "ACTIVE");
+
+    // Bad requests are refused before anything starts.
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "nope.yml"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "{body}");
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "../../etc/passwd"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "{body}");
+
+    // Start through the query form.
+    let response = reqwest::Client::new()
+        .post(format!("{}/flows?workspace_id={ws}&filename=flow.yml", daemon.url))
+        .send()
+        .await
+        .expect("POST /flows");
+    assert_eq!(response.status().as_u16(), 201);
+    let flow = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let view = wait_row(&daemon, &format!("/flows/{flow}"), &["ACTIVE", "FAILED"], START_TIMEOUT).await;
+    assert_eq!(view["state"], "ACTIVE", "{view}");
+    assert_eq!(view["workspace_id"], ws.as_str());
+    let url = view["gateway_url"].as_str().expect("gateway_url").to_string();
+    let peas: HashSet<&str> = view["containers"].as_array().unwrap().iter().map(|c| c["pea"].as_str().unwrap()).collect();
+    let expected: HashSet<&str> = ["gateway", "enc", "greet/head", "greet/rep-0", "greet/rep-1", "greet/tail", "idx/head", "idx/shard-0", "idx/shard-1", "idx/tail"].into();
+    assert_eq!(peas, expected);
+
+    // Every pea its own container, on the workspace network, unprivileged, no engine socket;
+    // only the gateway publishes a port.
+    let running = containers_with(&docker, "jinad.id", &flow).await;
+    assert_eq!(running.len(), 10);
+    for c in &running {
+        let host = c.host_config.clone().unwrap_or_default();
+        let pea = c.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("jinad.pea")).cloned().unwrap_or_default();
+        assert_eq!(host.network_mode.as_deref(), view_network(&daemon, &ws).await.as_deref(), "{pea}");
+        assert_ne!(host.privileged, Some(true));
+        assert!(host.binds.unwrap_or_default().iter().all(|b| !b.contains("docker.sock")));
+        let published = host.port_bindings.unwrap_or_default();
+        assert_eq!(!published.is_empty(), pea == "gateway", "{pea}: {published:?}");
+    }
+
+    // Index and search through the published gateway; the Python executor imported the wheel
+    // inside its containers, and both replicas served.
+    let mut replicas = HashSet::new();
+    for batch in 0..6 {
+        let texts: Vec<(String, String)> = (0..3).map(|i| (format!("d{batch}-{i}"), format!("document {batch} number {i}"))).collect();
+        let body: Vec<(&str, &str)> = texts.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let answer = call(&url, "/index", json!({"data": docs(&body)})).await;
+        for d in answer["data"].as_array().unwrap() {
+            assert_eq!(d["tags"]["greeting"], "hello from a local wheel", "{d}");
+            replicas.insert(d["tags"]["replica"].to_string());
+        }
+    }
+    assert_eq!(replicas.len(), 2, "both replicas served: {replicas:?}");
+    let query = json!({"data": docs(&[("q", "document 4 number 2")]), "parameters": {"top_k": 1}});
+    let found = match_ids(&call(&url, "/search", query.clone()).await, 0);
+    assert_eq!(found, ["d4-2"]);
+
+    // kill -9 of the daemon: the flow keeps running and stays ACTIVE after the restart.
+    daemon.restart();
+    let after = wait_row(&daemon, &format!("/flows/{flow}"), &["ACTIVE", "FAILED"], START_TIMEOUT).await;
+    assert_eq!(after["state"], "ACTIVE", "{after}");
+    assert_eq!(after["gateway_url"], url.as_str());
+    tokio::time::sleep(Duration::from_secs(2)).await; // a few reconcile rounds
+    assert_eq!(daemon.get(&format!("/flows/{flow}")).await.1["state"], "ACTIVE");
+    assert_eq!(match_ids(&call(&url, "/search", query.clone()).await, 0), ["d4-2"]);
+    let status = daemon.get("/status").await.1;
+    assert_eq!(status["flows"]["ACTIVE"], 1, "{status}");
+
+    // A container killed behind the daemon's back: FAILED with the pea and exit code; every
+    // other container stopped (executors persisted) and removed; the logs are kept.
+    let victim = running.iter().find(|c| c.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("jinad.pea")).map(String::as_str) == Some("enc")).unwrap();
+    docker.kill_container(victim.id.as_deref().unwrap(), None::<bollard::query_parameters::KillContainerOptions>).await.expect("kill");
+    let failed = wait_row(&daemon, &format!("/flows/{flow}"), &["FAILED"], Duration::from_secs(60)).await;
+    assert_eq!(failed["error_code"], "container_exited", "{failed}");
+    let message = failed["error_message"].as_str().unwrap();
+    assert!(message.starts_with("enc exited with code 137"), "{message}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !containers_with(&docker, "jinad.id", &flow).await.is_empty() {
+        assert!(Instant::now() < deadline, "the failed flow's containers are still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = daemon.text(&format!("/flows/{flow}/logs")).await;
+    assert!(logs.contains("[gateway] jinad gateway listening"), "{logs}");
+    assert!(logs.lines().any(|l| l.starts_with("[idx/shard-1] ")), "{logs}");
+
+    // The indexed data outlived the containers (the workspace is mounted): a new flow finds it.
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "flow.yml", "limits": {"memory": 536870912}, "restart": {"policy": "on-failure", "max_retries": 2}})).await;
+    assert_eq!(status, 201, "{body}");
+    let second = body["id"].as_str().unwrap().to_string();
+    let view = wait_row(&daemon, &format!("/flows/{second}"), &["ACTIVE", "FAILED"], START_TIMEOUT).await;
+    assert_eq!(view["state"], "ACTIVE", "{view}");
+    assert_eq!(view["limits"]["memory"], 536870912);
+    let url2 = view["gateway_url"].as_str().unwrap().to_string();
+    assert_eq!(match_ids(&call(&url2, "/search", query).await, 0), ["d4-2"], "the index persisted in the workspace");
+    for c in containers_with(&docker, "jinad.id", &second).await {
+        let host = c.host_config.unwrap_or_default();
+        assert_eq!(host.memory, Some(536870912));
+        assert_eq!(host.restart_policy.and_then(|r| r.maximum_retry_count), Some(2));
+    }
+
+    // An executor that crashes at start: FAILED with its own log lines, nothing left running.
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "crash.yml"})).await;
+    assert_eq!(status, 201, "{body}");
+    let crash = body["id"].as_str().unwrap().to_string();
+    let view = wait_row(&daemon, &format!("/flows/{crash}"), &["ACTIVE", "FAILED"], START_TIMEOUT).await;
+    assert_eq!(view["error_code"], "container_exited", "{view}");
+    assert!(view["error_message"].as_str().unwrap().contains("boom at start"), "{view}");
+    assert!(containers_with(&docker, "jinad.id", &crash).await.is_empty());
+
+    // Deleting the workspace takes its flows (containers first), network and image.
+    let daemon_id = daemon.daemon_id().await;
+    daemon.remove(&ws).await;
+    for id in [&flow, &second, &crash] {
+        assert_eq!(daemon.get(&format!("/flows/{id}")).await.0, 404);
+    }
+    assert!(containers_with(&docker, "jinad.daemon", &daemon_id).await.is_empty(), "no container of this daemon remains");
+    assert!(crate::docker_workspaces::network_labels(&docker, &ws).await.is_none(), "the network is gone");
+    let tag = format!("jworkspace:{}", ws.trim_start_matches("jworkspace-"));
+    assert!(docker.inspect_image(&tag).await.is_err(), "the image is gone");
+}
+
+async fn view_network(daemon: &Daemon, ws: &str) -> Option<String> {
+    daemon.get(&format!("/workspaces/{ws}")).await.1["network_id"].as_str().map(str::to_string)
+}
