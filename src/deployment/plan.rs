@@ -178,7 +178,7 @@ mod tests {
         let id = ObjectId::mint(Kind::Flow);
         let plan = flow(&id, &spec, "/workspace/flow.yml");
         let peas: Vec<&str> = plan.iter().map(|p| p.pea.as_str()).collect();
-        assert_eq!(peas, ["gateway", "idx/head", "idx/shard-0", "idx/shard-1", "idx/tail", "enc"]);
+        assert_eq!(peas, ["gateway", "enc", "idx/head", "idx/shard-0", "idx/shard-1", "idx/tail"]);
         let names: std::collections::HashSet<&str> = plan.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names.len(), plan.len(), "unique container names");
         let joined = |p: &Planned| p.args.join(" ");
