@@ -66,6 +66,13 @@ pub struct World {
     next: u64,
 }
 
+impl World {
+    /// A started container by name or id.
+    pub fn container(&mut self, name_or_id: &str) -> Option<&mut FakeContainer> {
+        self.running.values_mut().find(|c| c.spec.name == name_or_id || c.status.id == name_or_id)
+    }
+}
+
 /// How often a paused build, or a test waiting for one, looks again.
 const POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -429,14 +436,14 @@ impl Engine for FakeEngine {
     async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, DockerError> {
         self.enter("container_logs")?;
         Ok(self.with(|w| {
-            let logs = w.running.get(name).map(|c| c.logs.clone()).unwrap_or_default();
+            let logs = w.container(name).map(|c| c.logs.clone()).unwrap_or_default();
             logs[logs.len().saturating_sub(tail)..].to_vec()
         }))
     }
 
     async fn follow_container_logs(&self, name: &str) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError> {
         self.enter("follow_container_logs")?;
-        let logs = self.with(|w| w.running.get(name).map(|c| c.logs.clone()).unwrap_or_default());
+        let logs = self.with(|w| w.container(name).map(|c| c.logs.clone()).unwrap_or_default());
         let (tx, rx) = tokio::sync::mpsc::channel(logs.len().max(1));
         for line in logs {
             let _ = tx.try_send(line);
@@ -447,7 +454,7 @@ impl Engine for FakeEngine {
     async fn stop_container(&self, name: &str, _grace: std::time::Duration) -> Result<(), DockerError> {
         self.enter("stop_container")?;
         self.with(|w| {
-            if let Some(c) = w.running.get_mut(name) {
+            if let Some(c) = w.container(name) {
                 if c.status.running {
                     c.status.running = false;
                     c.status.exit_code = Some(0);

@@ -224,3 +224,69 @@ async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_w
 async fn view_network(daemon: &Daemon, ws: &str) -> Option<String> {
     daemon.get(&format!("/workspaces/{ws}")).await.1["network_id"].as_str().map(str::to_string)
 }
+
+/// A pod started through `POST /pods` runs its head, replicas and tail in containers and publishes
+/// its entry: a gateway on the host sends to the published data port, and the pod's tail sends
+/// the results to the host through `host.docker.internal`.
+#[tokio::test]
+async fn a_rest_pod_in_containers_serves_a_gateway_on_the_host() {
+    let docker = docker().await;
+    let daemon = Daemon::start(&[]).await;
+    let ws = daemon.create(&[(".jinad", b"python = 3.11\n".to_vec())]).await;
+    assert_eq!(daemon.wait_for(&ws, &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await["state"], "ACTIVE");
+
+    for (path, body, code) in [
+        ("/peas", json!({"workspace_id": ws, "replicas": 2, "out": {"g": "tcp://x:1"}}), "invalid_pod"),
+        ("/pods", json!({"workspace_id": ws, "uses": "Nope", "out": {"g": "tcp://x:1"}}), "invalid_pod"),
+        ("/pods", json!({"workspace_id": ws, "out": {}}), "invalid_pod"),
+        ("/pods", json!({"workspace_id": ws, "py_modules": ["../../etc/passwd"], "uses": "X", "out": {"g": "tcp://x:1"}}), "invalid_pod"),
+        ("/pods", json!({"workspace_id": ws, "limits": {"memory": 1}, "out": {"g": "tcp://x:1"}}), "invalid_pod"),
+        ("/pods", json!({"workspace_id": ws, "out": {"g": "tcp://x:1"}, "nonsense": 1}), "unprocessable_entity"),
+    ] {
+        let (status, answer) = post_json(&daemon, path, body.clone()).await;
+        assert_eq!(answer["code"], code, "{path} {body}: {status} {answer}");
+    }
+
+    let returns = std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let (status, body) = post_json(
+        &daemon,
+        "/pods",
+        json!({"workspace_id": ws, "name": "enc", "uses": "HashEncoder", "with": {"dim": 8}, "replicas": 2,
+               "out": {"gateway": format!("tcp://host.docker.internal:{returns}")}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let pod = body["id"].as_str().unwrap().to_string();
+    let view = wait_row(&daemon, &format!("/pods/{pod}"), &["ACTIVE", "FAILED"], START_TIMEOUT).await;
+    assert_eq!(view["state"], "ACTIVE", "{view}");
+    assert_eq!(view["containers"].as_array().unwrap().len(), 4, "head, two replicas, tail: {view}");
+    let (entry, ctrl) = (view["ports"]["in"].as_str().unwrap().to_string(), view["ports"]["ctrl"].as_str().unwrap().to_string());
+
+    let (gateway, line) = crate::common::flow::spawn_until_line(std::process::Command::new(crate::common::BIN).args([
+        "gateway", "--port", "0", "--entry", &format!("enc={entry}"), "--returns", &format!("tcp://0.0.0.0:{returns}"),
+        "--pea", &format!("enc/head={ctrl}"),
+    ]));
+    let _gateway = KillOnDrop(gateway);
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let answer = call(&url, "/index", json!({"data": docs(&[("a", "hello"), ("b", "world")])})).await;
+    assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(8), "{answer}");
+
+    let (status, _) = daemon.delete(&format!("/pods/{pod}")).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.get(&format!("/pods/{pod}")).await.0 != 404 {
+        assert!(Instant::now() < deadline, "the pod row is still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(containers_with(&docker, "jinad.id", &pod).await.is_empty());
+    daemon.remove(&ws).await;
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -371,3 +371,84 @@ async fn reconcile_leaves_a_builds_containers_alone() {
     assert_eq!(report.removed_containers, 0, "{report:?}");
     assert!(rig.fake.with(|w| w.containers.contains_key("step")));
 }
+
+/// Flows on the fake engine: a start that never gets ready ends FAILED `start_timeout` with its
+/// containers' output kept and the containers removed; an ACTIVE row whose container exits ends
+/// FAILED with the exit code; a container whose row is gone is removed; deleting the workspace
+/// takes its flows first.
+#[tokio::test]
+async fn deployments_fail_with_reasons_leave_no_containers_and_go_with_their_workspace() {
+    use jinad::deployment::{self, FlowRequest};
+    use jinad::docker::ContainerSpec;
+    use jinad::store::{ContainerRecord, DeploymentChange};
+    let mut rig = rig(&["--start-timeout", "1"]).await;
+    rig.start_workers();
+    let ws = rig.upload(&[("flow.yml", "jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n    replicas: 2\n")]).await;
+    rig.wait_state(&ws, State::Active).await;
+    let request = |filename: &str| FlowRequest {
+        workspace_id: ws.to_string(),
+        filename: filename.into(),
+        envs: Default::default(),
+        limits: Default::default(),
+        restart: Default::default(),
+    };
+    assert!(matches!(deployment::create_flow(&rig.daemon, request("missing.yml")).await, Err(deployment::DeployError::InvalidFlow(_))));
+
+    // Nothing answers readiness on the fake engine: start_timeout, logs kept, containers gone.
+    let flow = deployment::create_flow(&rig.daemon, request("flow.yml")).await.unwrap().object_id().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let row = rig.daemon.store.get_deployment(&flow).await.unwrap();
+        if row.state == State::Failed {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "{row:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(failed.error_code.as_deref(), Some("start_timeout"));
+    assert_eq!(failed.container_list().len(), 6, "gateway, a, b/head, two replicas, b/tail: {:?}", failed.container_list());
+    assert!(rig.fake.with(|w| w.running.is_empty()), "the failed start left no container");
+    let log = std::fs::read_to_string(jinad::build_log::path(&rig.daemon.config.logs_dir(), &flow)).unwrap();
+    assert!(log.contains(&format!("[b/rep-1] {flow}-")), "{log}");
+
+    // An ACTIVE row whose container exits: FAILED with the pea and the exit code.
+    let active = ObjectId::mint(Kind::Flow);
+    // Held while the row is set up by hand, so the scheduler does not start it meanwhile.
+    let setting_up = rig.daemon.row_locks.try_lock(active.as_str()).unwrap();
+    let row = rig.daemon.store.insert_deployment(&active, Kind::Flow, &ws, &serde_json::json!({})).await.unwrap();
+    let labels = jinad::docker::labels::for_deployment(&rig.daemon.daemon_id, active.as_str(), ws.as_str(), "flow", "gateway");
+    let name = format!("{active}-0");
+    let spec = ContainerSpec { name: name.clone(), image: "x".into(), labels, ..Default::default() };
+    let docker_id = rig.fake.run_container(&spec).await.unwrap();
+    let record = ContainerRecord { pea: "gateway".into(), name: name.clone(), id: docker_id, state: "running".into(), exit_code: None, restarts: 0 };
+    let change = DeploymentChange::Activate { containers: vec![record], gateway_url: None, ports: None };
+    rig.daemon.store.transition_deployment(&active, row.seen(), change).await.unwrap();
+    drop(setting_up);
+    reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(rig.daemon.store.get_deployment(&active).await.unwrap().state, State::Active, "a running container keeps its row ACTIVE");
+    rig.fake.with(|w| {
+        let c = w.running.get_mut(&name).unwrap();
+        c.status.running = false;
+        c.status.exit_code = Some(3);
+    });
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.failed, [active.to_string()]);
+    let row = rig.daemon.store.get_deployment(&active).await.unwrap();
+    assert_eq!(row.error_code.as_deref(), Some("container_exited"));
+    assert!(row.error_message.as_deref().unwrap_or_default().starts_with("gateway exited with code 3"), "{:?}", row.error_message);
+
+    // A container whose row never existed (or is gone) is removed.
+    let ghost = ObjectId::mint(Kind::Pod);
+    let labels = jinad::docker::labels::for_deployment(&rig.daemon.daemon_id, ghost.as_str(), ws.as_str(), "pod", "p");
+    rig.fake.run_container(&ContainerSpec { name: format!("{ghost}-0"), image: "x".into(), labels, ..Default::default() }).await.unwrap();
+    let report = reconcile::reconcile(&rig.daemon).await.unwrap();
+    assert_eq!(report.removed_containers, 1);
+
+    // The workspace goes after its flows.
+    rig.delete(&ws).await;
+    rig.wait_gone(&ws).await;
+    for id in [&flow, &active] {
+        assert!(rig.daemon.store.get_deployment(id).await.is_err(), "{id} went with its workspace");
+    }
+    assert!(rig.fake.with(|w| w.running.is_empty() && w.containers.is_empty()));
+}
