@@ -11,6 +11,7 @@ pub mod docker;
 pub mod error;
 pub mod http_methods;
 pub mod ids;
+pub mod json_numbers;
 pub mod network_pool;
 pub mod reconcile;
 pub mod row_locks;

@@ -81,6 +81,14 @@ async fn check_active_rows(daemon: &Daemon, report: &mut Report) -> Result<(), R
         if row.state != State::Active {
             continue;
         }
+        if let Some(before) = row.project.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()) {
+            let name = crate::worker::project::container_name(&id);
+            let now = crate::worker::project::view(daemon, &name, engine.inspect_container(&name).await?.as_ref());
+            if now != before {
+                let _ = store.transition_workspace(&id, row.seen(), WorkspaceChange::Project { project: Some(now) }).await;
+                continue;
+            }
+        }
         let tagged = engine.image_id(&id.image_tag()).await?;
         let image_ok = tagged.is_some() && tagged == row.image_id;
         let network_ok = engine.network_id(id.as_str()).await?.is_some();
@@ -116,7 +124,7 @@ async fn check_active_deployments(daemon: &Daemon, report: &mut Report) -> Resul
         let mut broken = None;
         for record in row.container_list() {
             let now = containers::observe(daemon, &record.pea, &record.name).await?;
-            let retries_left = matches!(restart, RestartPolicy::OnFailure { max_retries } if now.restarts < i64::from(max_retries) && now.exit_code != Some(0));
+            let retries_left = restart.will_restart(now.restarts, now.exit_code);
             if broken.is_none() {
                 broken = match now.state.as_str() {
                     "missing" => Some((Code::ContainerMissing, format!("{}: its container {} was removed", record.pea, record.name))),

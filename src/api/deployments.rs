@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::query::{single, strict_bool};
+use super::workspaces::id_schema;
 use crate::daemon::Daemon;
 use crate::deployment::{self, DeployError, FlowRequest, PodRequest};
 use crate::docker::{Limits, RestartPolicy};
@@ -20,6 +21,10 @@ use crate::error::{describe, ApiError, ApiResult, Code, ErrorBody};
 use crate::ids::{Kind, ObjectId};
 use crate::state::State;
 use crate::store::{ContainerRecord, DeploymentRow};
+
+id_schema!(FlowId, "jflow");
+id_schema!(PodId, "jpod");
+id_schema!(PeaId, "jpea");
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -129,7 +134,8 @@ async fn json_body<T: serde::de::DeserializeOwned>(data: Data<'_>) -> ApiResult<
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&text).map(Some).map_err(|e| ApiError::new(Code::UnprocessableEntity, format!("the body: {e}")))
+    // `null` is no request either.
+    serde_json::from_str::<Option<T>>(&text).map_err(|e| ApiError::new(Code::UnprocessableEntity, format!("the body: {e}")))
 }
 
 const CREATE_ERRORS: &[Code] = &[Code::BadRequest, Code::InvalidId, Code::InvalidFlow, Code::InvalidPod];
@@ -137,14 +143,11 @@ const CREATE_ERRORS: &[Code] = &[Code::BadRequest, Code::InvalidId, Code::Invali
 /// Start a Flow of a workspace on Docker: every pea (each replica, shard, head and tail) and the
 /// gateway in its own container of the workspace image, on the workspace network; only the
 /// gateway's port is published (`gateway_url`). 201 with the row, PENDING; it becomes ACTIVE when
-/// the gateway answers `/ready`, or FAILED with the failing container's last log lines. Give
-/// `workspace_id` and `filename` in the query, or a JSON body (which may add `envs`, `limits`,
-/// `restart`).
+/// the gateway answers `/ready`, or FAILED with the failing container's last log lines.
+/// JinaD's form `POST /flows?workspace_id=…&filename=…` with no body is accepted too (a request
+/// gives one or the other: both, or neither, is 400 `bad_request`).
 #[utoipa::path(post, path = "/flows", tag = "flows", operation_id = "create_flow",
-    params(
-        ("workspace_id" = Option<String>, Query, description = "The workspace (instead of a JSON body)"),
-        ("filename" = Option<String>, Query, description = "The Flow YAML in the workspace (instead of a JSON body)")),
-    request_body(content = Option<FlowRequest>, content_type = "application/json"),
+    request_body(content = FlowRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Queued (PENDING)", body = DeploymentView),
         (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
@@ -265,7 +268,7 @@ async fn logs(daemon: &Managed<Arc<Daemon>>, kind: Kind, id: &str, uri: &rocket:
 
 /// Generates the list, get, delete and logs routes of one kind (utoipa needs literal paths).
 macro_rules! kind_routes {
-    ($kind:expr, $tag:literal, $list:ident, $get:ident, $delete:ident, $logs:ident, $plural:literal, $one:literal, $one_doc:literal, $logs_path:literal, $logs_doc:literal, $what:literal) => {
+    ($kind:expr, $id_schema:ty, $tag:literal, $list:ident, $get:ident, $delete:ident, $logs:ident, $plural:literal, $one:literal, $one_doc:literal, $logs_path:literal, $logs_doc:literal, $what:literal) => {
         #[doc = concat!("Every ", $what, ", oldest first.")]
         #[utoipa::path(get, path = $plural, tag = $tag, operation_id = concat!("list_", $tag),
             responses((status = 200, description = concat!("All ", $tag), body = Vec<DeploymentView>)))]
@@ -276,7 +279,7 @@ macro_rules! kind_routes {
 
         #[doc = concat!("One ", $what, ": state, reason, workspace, containers with their peas and states, published addresses.")]
         #[utoipa::path(get, path = $one_doc, tag = $tag, operation_id = concat!("get_", $what),
-            params(("id" = String, Path, description = concat!("The ", $what, "'s id"))),
+            params(("id" = $id_schema, Path, description = concat!("The ", $what, "'s id"))),
             responses(
                 (status = 200, description = concat!("The ", $what), body = DeploymentView),
                 (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
@@ -288,7 +291,7 @@ macro_rules! kind_routes {
 
         #[doc = concat!("Stop and remove a ", $what, ": 202, DELETING; its containers get SIGTERM (executors persist), then go, then the row.")]
         #[utoipa::path(delete, path = $one_doc, tag = $tag, operation_id = concat!("delete_", $what),
-            params(("id" = String, Path, description = concat!("The ", $what, "'s id"))),
+            params(("id" = $id_schema, Path, description = concat!("The ", $what, "'s id"))),
             responses(
                 (status = 202, description = "Deletion queued", body = DeploymentView),
                 (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
@@ -301,7 +304,7 @@ macro_rules! kind_routes {
         #[doc = concat!("The ", $what, "'s container logs (plain text), each line prefixed with `[pea]`; kept after its containers stopped. `follow=true` streams until they stop.")]
         #[utoipa::path(get, path = $logs_doc, tag = $tag, operation_id = concat!("get_", $what, "_logs"),
             params(
-                ("id" = String, Path, description = concat!("The ", $what, "'s id")),
+                ("id" = $id_schema, Path, description = concat!("The ", $what, "'s id")),
                 ("follow" = Option<bool>, Query, description = "Keep the response open and stream new lines")),
             responses(
                 (status = 200, description = "The logs", content_type = "text/plain", body = String),
@@ -314,6 +317,6 @@ macro_rules! kind_routes {
     };
 }
 
-kind_routes!(Kind::Flow, "flows", list_flows, get_flow, delete_flow, flow_logs, "/flows", "/flows/<id>", "/flows/{id}", "/flows/<id>/logs", "/flows/{id}/logs", "flow");
-kind_routes!(Kind::Pod, "pods", list_pods, get_pod, delete_pod, pod_logs, "/pods", "/pods/<id>", "/pods/{id}", "/pods/<id>/logs", "/pods/{id}/logs", "pod");
-kind_routes!(Kind::Pea, "peas", list_peas, get_pea, delete_pea, pea_logs, "/peas", "/peas/<id>", "/peas/{id}", "/peas/<id>/logs", "/peas/{id}/logs", "pea");
+kind_routes!(Kind::Flow, FlowId, "flows", list_flows, get_flow, delete_flow, flow_logs, "/flows", "/flows/<id>", "/flows/{id}", "/flows/<id>/logs", "/flows/{id}/logs", "flow");
+kind_routes!(Kind::Pod, PodId, "pods", list_pods, get_pod, delete_pod, pod_logs, "/pods", "/pods/<id>", "/pods/{id}", "/pods/<id>/logs", "/pods/{id}/logs", "pod");
+kind_routes!(Kind::Pea, PeaId, "peas", list_peas, get_pea, delete_pea, pea_logs, "/peas", "/peas/<id>", "/peas/{id}", "/peas/<id>/logs", "/peas/{id}/logs", "pea");

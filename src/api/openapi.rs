@@ -20,7 +20,10 @@ use super::{deployments, status, workspaces};
         deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,
         deployments::create_pea, deployments::list_peas, deployments::get_pea, deployments::delete_pea, deployments::pea_logs,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId)),
+    components(schemas(
+        crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId, deployments::FlowId, deployments::PodId,
+        deployments::PeaId,
+    )),
     tags(
         (name = "status", description = "Liveness and daemon status"),
         (name = "workspaces", description = "Uploaded projects, their images and networks"),

@@ -49,6 +49,10 @@ pub struct WorkspaceView {
     pub image_tag: Option<String>,
     /// Docker network of the workspace (`jworkspace-<uuid>`).
     pub network_id: Option<String>,
+    /// The `.jinad` `run` container: `container`, `state` (running, exited, restarting, missing),
+    /// `exit_code`, and `ports` (container port → published `host:port`).
+    #[schema(value_type = Option<Object>)]
+    pub project: Option<serde_json::Value>,
     /// Builds started so far.
     pub builds: i64,
     pub created_at: String,
@@ -60,6 +64,7 @@ impl From<WorkspaceRow> for WorkspaceView {
         WorkspaceView {
             files: row.file_list(),
             settings: row.settings.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+            project: row.project.as_deref().and_then(|s| serde_json::from_str(s).ok()),
             id: row.id,
             state: row.state,
             error_code: row.error_code,
@@ -74,21 +79,28 @@ impl From<WorkspaceRow> for WorkspaceView {
     }
 }
 
-/// A workspace id in the OpenAPI document: `jworkspace-<uuid>` (a bare uuid is accepted too, as
-/// in JinaD), with the pattern the handlers accept, so generated clients and fuzzers know it.
-pub struct WorkspaceId;
+/// An id in the OpenAPI document: `<prefix>-<uuid>` (a bare uuid is accepted too, as in JinaD),
+/// with the pattern the handlers accept, so generated clients and fuzzers know it.
+macro_rules! id_schema {
+    ($name:ident, $prefix:literal) => {
+        pub struct $name;
 
-impl utoipa::PartialSchema for WorkspaceId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^(jworkspace-)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))
-            .description(Some("`jworkspace-<uuid>`; a bare uuid is accepted too"))
-            .into()
-    }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(concat!("^(", $prefix, "-)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")))
+                    .description(Some(concat!("`", $prefix, "-<uuid>`; a bare uuid is accepted too")))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
+pub(crate) use id_schema;
 
-impl ToSchema for WorkspaceId {}
+id_schema!(WorkspaceId, "jworkspace");
 
 /// One uploaded file (any file; `.tar.gz`, `.tgz`, `.tar` and `.zip` archives are unpacked).
 #[derive(ToSchema, Deserialize)]

@@ -30,7 +30,8 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowRequest {
-    /// The workspace (`jworkspace-<uuid>`) whose image, network and files the flow uses.
+    /// The workspace whose image, network and files the flow uses.
+    #[schema(value_type = crate::api::workspaces::WorkspaceId)]
     pub workspace_id: String,
     /// The Flow YAML, relative to the workspace.
     #[schema(example = "flow.yml")]
@@ -50,6 +51,7 @@ pub struct FlowRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PodRequest {
+    #[schema(value_type = crate::api::workspaces::WorkspaceId)]
     pub workspace_id: String,
     #[serde(default = "default_name")]
     pub name: String,
@@ -62,16 +64,19 @@ pub struct PodRequest {
     /// Python files (relative to the workspace) defining the class `uses` names.
     #[serde(default)]
     pub py_modules: Vec<String>,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::json_numbers::usize")]
+    #[schema(minimum = 1, maximum = 64)]
     pub replicas: usize,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::json_numbers::usize")]
+    #[schema(minimum = 1, maximum = 64)]
     pub shards: usize,
     /// `any`, `all`, or per endpoint, e.g. `{"/search": "all", "*": "any"}`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub polling: Option<Value>,
     /// Parts each request arrives in (the number of the pod's `needs` in the Flow that uses it).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::json_numbers::usize")]
+    #[schema(minimum = 1, maximum = 64)]
     pub needs: usize,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -127,6 +132,12 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
     let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
     let spec = FlowSpec::parse_with_env(&text, &root.join(&dir), &|name| envs.get(name).cloned()).map_err(|e| format!("{filename}: {e}"))?;
     for pod in &spec.pods {
+        if pod.container.is_some() {
+            return Err(format!(
+                "{filename}: executor `{}`: `docker://`/`image:` pods are for `jinad flow`; here every pod already runs in a container of the workspace image",
+                pod.name
+            ));
+        }
         if let ExecutorSpec::Python(config) = &pod.executor {
             for module in &config.modules {
                 let inside = module.strip_prefix(root).ok().and_then(paths::safe_relative).map(|m| paths::resolve_inside(root, &m));
@@ -236,6 +247,7 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
         needs: req.needs,
         workspace: PathBuf::new(),
         env: BTreeMap::new(),
+        container: None,
     };
     Ok(CheckedPod { peas: shape.pea_names(), args, outputs })
 }

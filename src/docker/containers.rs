@@ -5,26 +5,40 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// When the engine restarts a container that exited. `never` (the default) leaves the exit to the
-/// daemon, which moves the row to FAILED with the exit code and the last log lines.
+/// `never`: the daemon moves the row to FAILED; `on-failure`: the engine restarts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(tag = "policy", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum RestartPolicy {
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
     #[default]
     Never,
-    /// Restart after a non-zero exit, at most `max_retries` times (1..=100).
-    OnFailure { max_retries: u32 },
+    OnFailure,
+}
+
+/// When the engine restarts a container that exited. `never` (the default) leaves the exit to the
+/// daemon, which moves the row to FAILED with the exit code and the last log lines; `on-failure`
+/// restarts after a non-zero exit at most `max_retries` times, then the row is FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub policy: RestartMode,
+    /// Required with `on-failure`, 1..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::json_numbers::option_u32")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_retries: Option<u32>,
 }
 
 /// Per-container resource limits, passed to the engine as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// CPUs, e.g. `0.5` (0.01..=256).
+    /// CPUs, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.01, maximum = 256.0)]
     pub cpus: Option<f64>,
     /// Bytes of memory (at least 6 MiB, Docker's minimum).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::json_numbers::option_u64")]
+    #[schema(minimum = 6291456, maximum = 1125899906842624_u64)]
     pub memory: Option<u64>,
 }
 
@@ -46,12 +60,17 @@ impl Limits {
 
 impl RestartPolicy {
     pub fn check(&self) -> Result<(), String> {
-        match self {
-            RestartPolicy::OnFailure { max_retries } if !(1..=100).contains(max_retries) => {
-                Err(format!("restart.max_retries: {max_retries} is not between 1 and 100"))
-            }
-            _ => Ok(()),
+        match (self.policy, self.max_retries) {
+            (RestartMode::OnFailure, Some(n)) if (1..=100).contains(&n) => Ok(()),
+            (RestartMode::OnFailure, _) => Err("restart.max_retries: `on-failure` needs max_retries between 1 and 100".into()),
+            (RestartMode::Never, None) => Ok(()),
+            (RestartMode::Never, Some(_)) => Err("restart.max_retries: only with `on-failure`".into()),
         }
+    }
+
+    /// Retries left after `restarts`, for a container that exited with `exit_code`.
+    pub fn will_restart(&self, restarts: i64, exit_code: Option<i64>) -> bool {
+        self.policy == RestartMode::OnFailure && exit_code != Some(0) && restarts < i64::from(self.max_retries.unwrap_or(0))
     }
 }
 

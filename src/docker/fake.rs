@@ -451,6 +451,18 @@ impl Engine for FakeEngine {
         Ok(rx)
     }
 
+    async fn labelled_containers(&self, wanted: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
+        self.enter("labelled_containers")?;
+        Ok(self.with(|w| {
+            w.containers.values().filter(|c| wanted.iter().all(|(k, v)| c.labels.get(*k).map(String::as_str) == Some(*v))).cloned().collect()
+        }))
+    }
+
+    async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>, DockerError> {
+        self.enter("image_command")?;
+        Ok(self.image(image).map(|_| Vec::new()))
+    }
+
     async fn stop_container(&self, name: &str, _grace: std::time::Duration) -> Result<(), DockerError> {
         self.enter("stop_container")?;
         self.with(|w| {

@@ -6,7 +6,7 @@ pub mod containers;
 pub mod fake;
 pub mod labels;
 
-pub use containers::{ContainerSpec, ContainerStatus, Limits, RestartPolicy};
+pub use containers::{ContainerSpec, ContainerStatus, Limits, RestartMode, RestartPolicy};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -196,6 +196,11 @@ pub trait Engine: Send + Sync {
     /// SIGTERM, up to `grace` for it to exit (executors persist), then SIGKILL; a missing or
     /// stopped container is not an error.
     async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), DockerError>;
+    /// Containers carrying every one of `labels`, whoever created them (`jinad flow` runs label
+    /// theirs without a daemon id).
+    async fn labelled_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
+    /// An image's `CMD`, `None` if the image is not on the engine.
+    async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>, DockerError>;
 }
 
 /// What the engine says about itself.
@@ -613,6 +618,34 @@ impl Engine for DockerEngine {
         .await;
         self.reset_on(result).await
     }
+
+    async fn labelled_containers(&self, wanted: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
+        let result = async {
+            let filters = HashMap::from([("label".to_string(), wanted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())]);
+            let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+            let containers = self.client().await?.list_containers(Some(options)).await?;
+            Ok(containers
+                .into_iter()
+                .map(|c| ManagedObject {
+                    docker_id: c.id.unwrap_or_default(),
+                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default(),
+                    labels: c.labels.unwrap_or_default(),
+                    tags: Vec::new(),
+                })
+                .collect())
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
+    async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>, DockerError> {
+        let result = async {
+            let inspected = found(self.client().await?.inspect_image(image).await)?;
+            Ok(inspected.map(|i| i.config.and_then(|c| c.cmd).unwrap_or_default()))
+        }
+        .await;
+        self.reset_on(result).await
+    }
 }
 
 /// Log frames split into lines (a frame may hold several, or end without a newline).
@@ -634,11 +667,11 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         .iter()
         .map(|p| (format!("{p}/tcp"), Some(vec![PortBinding { host_ip: Some(spec.publish_ip.clone()), host_port: Some(String::new()) }])))
         .collect();
-    let restart = match spec.restart {
-        RestartPolicy::Never => bollard::models::RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
-        RestartPolicy::OnFailure { max_retries } => bollard::models::RestartPolicy {
+    let restart = match spec.restart.policy {
+        RestartMode::Never => bollard::models::RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
+        RestartMode::OnFailure => bollard::models::RestartPolicy {
             name: Some(RestartPolicyNameEnum::ON_FAILURE),
-            maximum_retry_count: Some(i64::from(max_retries)),
+            maximum_retry_count: Some(i64::from(spec.restart.max_retries.unwrap_or(1))),
         },
     };
     let host_config = HostConfig {

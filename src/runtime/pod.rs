@@ -26,9 +26,20 @@ pub struct PodSpec {
     /// The pod's own directory; shard `i` of a sharded pod uses `shard-i` inside it.
     pub workspace: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// Set when `jinad flow` runs this pod in a container (JEP 2: `uses: docker://IMAGE` or `image:`).
+    pub container: Option<ContainerPod>,
 }
 
-/// How nodes inside one process reach each other.
+/// A pod that runs in a container of `image` instead of in this process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerPod {
+    pub image: String,
+    /// `jinad pod` arguments choosing the executor (`--uses`, `--with`, `--py-modules`), from the
+    /// YAML (`image:` + `uses:`); `None` for `uses: docker://IMAGE`, whose own `CMD` chooses it.
+    pub executor_args: Option<Vec<String>>,
+    /// `--polling` as JSON, when the YAML sets it.
+    pub polling: Option<String>,
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// Loopback TCP: what crosses processes and containers.
@@ -176,6 +187,11 @@ pub fn start(spec: &PodSpec, in_addr: &str, ctrl_addr: &str, inner: Transport, o
 }
 
 impl RunningPod {
+    /// A pod running elsewhere (a container) that answers on `ctrl` for all its nodes.
+    pub fn elsewhere(name: &str, in_addr: String, ctrl: String) -> Self {
+        RunningPod { name: name.to_string(), in_addr, nodes: vec![(name.to_string(), ctrl)], handles: Vec::new() }
+    }
+
     /// Waits until every node answers `status` as ready.
     pub fn wait_ready(&self, deadline: Instant) -> Result<(), SocketError> {
         for (_, ctrl) in &self.nodes {
@@ -190,13 +206,15 @@ impl RunningPod {
     /// wrong, by node.
     pub fn stop(self, timeout: Duration) -> Vec<String> {
         let mut problems = Vec::new();
-        for ((name, ctrl), handle) in self.nodes.iter().zip(self.handles) {
+        let mut handles = self.handles.into_iter();
+        for (name, ctrl) in &self.nodes {
+            let handle = handles.next();
             match sockets::control(ctrl, ControlRequest::Terminate, timeout) {
                 Ok(reply) => {
                     if !reply.message.is_empty() {
                         problems.push(format!("{name}: {}", reply.message));
                     }
-                    if handle.join().is_err() {
+                    if handle.is_some_and(|h| h.join().is_err()) {
                         problems.push(format!("{name}: its thread panicked"));
                     }
                 }

@@ -29,7 +29,7 @@ impl Default for Polling {
 }
 
 /// What a Flow YAML may write: `polling: all`, or `polling: {/search: all, "*": any}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum PollingSpec {
     One(PollMode),

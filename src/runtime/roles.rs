@@ -246,6 +246,7 @@ fn pod_spec(args: &PodArgs, pod_name: &str) -> Result<PodSpec, String> {
         needs: args.needs.max(1),
         workspace: args.workspace.join(pod_name),
         env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        container: None,
     })
 }
 

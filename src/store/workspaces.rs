@@ -28,6 +28,8 @@ pub struct WorkspaceRow {
     pub version: i64,
     /// The workspace network's subnet, from the daemon's pool.
     pub subnet: Option<String>,
+    /// JSON: the `.jinad` `run` container (name, state, published ports).
+    pub project: Option<String>,
 }
 
 impl WorkspaceRow {
@@ -62,6 +64,8 @@ pub enum WorkspaceChange {
     /// the build (stays PENDING).
     BuildStarted { settings: serde_json::Value, files: Vec<String> },
     Activate { image_id: String, image_tag: String, network_id: String },
+    /// The `.jinad` `run` container as started or last seen (state unchanged); `None`: there is none.
+    Project { project: Option<serde_json::Value> },
     Fail { code: String, message: String },
     Delete,
 }
@@ -72,6 +76,7 @@ impl WorkspaceChange {
             WorkspaceChange::Requeue { .. } => State::Pending,
             WorkspaceChange::BuildStarted { .. } => from,
             WorkspaceChange::Activate { .. } => State::Active,
+            WorkspaceChange::Project { .. } => from,
             WorkspaceChange::Fail { .. } => State::Failed,
             WorkspaceChange::Delete => State::Deleting,
         }
@@ -174,6 +179,7 @@ impl Store {
                 "image_id = ?, image_tag = ?, network_id = ?".into(),
                 vec![Some(image_id.clone()), Some(image_tag.clone()), Some(network_id.clone())],
             ),
+            WorkspaceChange::Project { project } => ("project = ?".into(), vec![project.as_ref().map(|p| p.to_string())]),
             WorkspaceChange::Fail { code, message } => {
                 ("error_code = ?, error_message = ?".into(), vec![Some(code.clone()), Some(message.clone())])
             }

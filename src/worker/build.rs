@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{Outcome, runtime_image::{self, RuntimeImageError}};
+use super::{project, Outcome, runtime_image::{self, RuntimeImageError}};
 use crate::build_log::BuildLog;
 use crate::daemon::Daemon;
 use crate::docker::{labels, DockerError};
@@ -210,6 +210,11 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
         Some(current) if current == image_id => {}
         other => return Err(Stop::Retry(format!("the tag {tag} names {other:?} instead of the image just built; building again"))),
     }
+    // 7. The `.jinad` `run` container (JinaD's end-to-end project), on the new image.
+    let project = project::restart(daemon, id, &image_id, &network_id, &settings).await?;
+    if project.is_some() || row.project.is_some() {
+        *row = daemon.store.transition_workspace(id, row.seen(), WorkspaceChange::Project { project }).await?;
+    }
     let change = WorkspaceChange::Activate { image_id: image_id.clone(), image_tag: tag, network_id };
     *row = daemon.store.transition_workspace(id, row.seen(), change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
@@ -218,7 +223,7 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
         tracing::info!(%id, "the build tag stays until the next reconciliation: {e}");
     }
 
-    // 7. The image of the previous build, if the tag moved on: by id, so it goes only if no tag
+    // 8. The image of the previous build, if the tag moved on: by id, so it goes only if no tag
     //    (another workspace's) still names it.
     //    Only when no tag names it any more: removing an image by id that has exactly one tag
     //    left (an identical workspace's) would untag and delete it under that workspace.

@@ -27,26 +27,35 @@ pub struct Placement {
     pub restart: RestartPolicy,
 }
 
-pub fn container_spec(daemon: &Daemon, row: &DeploymentRow, at: &Placement, node: &Planned) -> ContainerSpec {
-    let dir = crate::workspace::dir(daemon, &at.workspace);
-    // Run as the owner of the workspace directory: what executors write there stays removable.
+/// A container of the workspace: its image, on its network, the workspace directory mounted at
+/// `/workspace` (its working directory), running as the directory's owner (so what it writes
+/// stays removable), reaching the host as `host.docker.internal`; nothing more.
+pub fn in_workspace(daemon: &Daemon, workspace: &ObjectId, name: &str, image: &str, network: &str) -> ContainerSpec {
+    let dir = crate::workspace::dir(daemon, workspace);
     let user = std::fs::metadata(&dir).ok().map(|m| format!("{}:{}", m.uid(), m.gid()));
     ContainerSpec {
-        name: node.name.clone(),
-        image: at.image.clone(),
-        entrypoint: Some(vec![BINARY_PATH.to_string()]),
-        cmd: node.args.clone(),
+        name: name.to_string(),
+        image: image.to_string(),
         user,
-        env: at.envs.clone(),
-        labels: labels::for_deployment(&daemon.daemon_id, &row.id, at.workspace.as_str(), &row.kind, &node.pea),
-        network: Some(at.network.clone()),
+        network: Some(network.to_string()),
         binds: vec![format!("{}:{WORKSPACE_MOUNT}", dir.display())],
         workdir: Some(WORKSPACE_MOUNT.to_string()),
-        publish: node.publish.clone(),
         publish_ip: daemon.config.publish_ip.to_string(),
         extra_hosts: vec!["host.docker.internal:host-gateway".to_string()],
+        ..Default::default()
+    }
+}
+
+pub fn container_spec(daemon: &Daemon, row: &DeploymentRow, at: &Placement, node: &Planned) -> ContainerSpec {
+    ContainerSpec {
+        entrypoint: Some(vec![BINARY_PATH.to_string()]),
+        cmd: node.args.clone(),
+        env: at.envs.clone(),
+        labels: labels::for_deployment(&daemon.daemon_id, &row.id, at.workspace.as_str(), &row.kind, &node.pea),
+        publish: node.publish.clone(),
         limits: at.limits,
         restart: at.restart,
+        ..in_workspace(daemon, &at.workspace, &node.name, &at.image, &at.network)
     }
 }
 

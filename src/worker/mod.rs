@@ -7,6 +7,7 @@
 pub mod build;
 pub mod containers;
 pub mod delete;
+pub mod project;
 pub mod runtime_image;
 pub mod start;
 pub mod stop;

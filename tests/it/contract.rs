@@ -99,7 +99,11 @@ fn schemathesis(bin: &Path, spec: &str, url: &str, stateful: bool) {
         let log = text(&out);
         assert!(out.status.success(), "Schemathesis ({phases}) found problems with {spec}:\n{}", &log[log.len().saturating_sub(6000)..]);
         // Errored scenarios (a timeout, a dropped connection) do not always fail the run: refuse them too.
-        assert!(log.contains("No issues found") && !log.contains("errored") && !log.contains("Errors:"), "{log}");
+        // The one warning allowed is "missing test data": the fuzzer cannot make a workspace for
+        // the flow/pod/pea routes (they answer 404 `workspace_not_found`, which it accepts); the
+        // real-Docker tests drive those routes with real workspaces.
+        let only_missing_data = log.contains("Missing test data") && !log.contains("Failures:");
+        assert!((log.contains("No issues found") || only_missing_data) && !log.contains("errored") && !log.contains("Errors:"), "{log}");
     }
 }
 

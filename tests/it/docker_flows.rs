@@ -290,3 +290,92 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `.jinad` `run` starts the project's own container from the workspace image with `ports`
+/// published (JinaD's end-to-end project); the row shows it; the workspace's delete removes it.
+#[tokio::test]
+async fn jinad_run_starts_the_project_container_with_its_ports() {
+    let docker = docker().await;
+    let daemon = Daemon::start(&[]).await;
+    let ws = daemon
+        .create(&[
+            (".jinad", b"python = 3.11\nports = 8765\nrun = \"python3 -m http.server 8765\"\n".to_vec()),
+            ("hello.txt", b"served from the project container\n".to_vec()),
+        ])
+        .await;
+    let view = daemon.wait_for(&ws, &["ACTIVE", "FAILED"], BUILD_TIMEOUT).await;
+    assert_eq!(view["state"], "ACTIVE", "{view}");
+    assert_eq!(view["project"]["state"], "running", "{view}");
+    let published = view["project"]["ports"]["8765"].as_str().expect("port 8765 published").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(r) = reqwest::get(format!("http://{published}/hello.txt")).await {
+            if r.status().as_u16() == 200 {
+                break r.text().await.unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "the project never answered on {published}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body, "served from the project container\n");
+    let name = view["project"]["container"].as_str().unwrap().to_string();
+    daemon.remove(&ws).await;
+    assert!(docker.inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>).await.is_err(), "the project container went with the workspace");
+}
+
+/// An image holding the `jinad` binary whose CMD chooses the executor (what `docker://` runs).
+fn encoder_image() -> String {
+    let tag = format!("jinad-test/encoder:{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(crate::common::BIN, dir.path().join("jinad")).unwrap();
+    let base = crate::common::base_template().replace("{python}", "3.11");
+    let dockerfile = format!(
+        "FROM {base}\nCOPY jinad /usr/local/bin/jinad\nENTRYPOINT [\"/usr/local/bin/jinad\"]\nCMD [\"pod\", \"--uses\", \"HashEncoder\", \"--with\", \"{{\\\"dim\\\": 8}}\"]\n"
+    );
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = std::process::Command::new("docker").args(["build", "-q", "-t", &tag]).arg(dir.path()).output().expect("docker build");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tag
+}
+
+async fn flow_containers(docker: &Docker, pid: u32) -> Vec<bollard::models::ContainerInspectResponse> {
+    containers_with(docker, "jinad.flow-pid", &pid.to_string()).await
+}
+
+/// JEP 2 in `jinad flow`: a `docker://` pod between two local pods works, and nothing is left
+/// after the flow closes (Ctrl-C) or after the next run when the flow was killed.
+#[tokio::test]
+async fn a_local_flow_with_a_docker_pod_leaves_no_container_behind() {
+    use crate::common::flow::FlowProc;
+    let docker = docker().await;
+    let image = encoder_image();
+    let yaml = format!("jtype: Flow\nexecutors:\n  - name: first\n  - name: enc\n    uses: docker://{image}\n  - name: idx\n    uses: VectorIndexer\n");
+    let mut flow = FlowProc::start(&yaml);
+    let pid = flow.pid();
+    let running = flow_containers(&docker, pid).await;
+    assert_eq!(running.len(), 1, "one container, for `enc`");
+    let host = running[0].host_config.clone().unwrap_or_default();
+    assert!(host.extra_hosts.unwrap_or_default().contains(&"host.docker.internal:host-gateway".to_string()));
+    assert_ne!(host.privileged, Some(true));
+    let (status, answer) = flow.post("/index", json!({"data": docs(&[("a", "red apple"), ("b", "blue sky")])})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(8), "the image's CMD chose HashEncoder dim 8: {answer}");
+    let (_, found) = flow.post("/search", json!({"data": docs(&[("q", "red apple")]), "parameters": {"top_k": 1}})).await;
+    assert_eq!(match_ids(&found, 0), ["a"]);
+    assert_eq!(flow.stop(), Some(0));
+    assert!(flow_containers(&docker, pid).await.is_empty(), "closing the flow removed its container");
+
+    // `image:` + `uses:` chooses the executor in the YAML; a killed run's container is removed
+    // by the next run.
+    let yaml = format!("jtype: Flow\nexecutors:\n  - name: enc\n    image: {image}\n    uses: HashEncoder\n    with: {{dim: 4}}\n");
+    let mut killed = FlowProc::start(&yaml);
+    let (_, answer) = killed.post("/index", json!({"data": docs(&[("a", "x")])})).await;
+    assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(4), "{answer}");
+    let dead = killed.pid();
+    killed.kill9();
+    assert_eq!(flow_containers(&docker, dead).await.len(), 1, "kill -9 gave the flow no chance to clean up");
+    let mut next = FlowProc::start(&yaml);
+    assert!(flow_containers(&docker, dead).await.is_empty(), "the next run removed the leftover");
+    assert_eq!(next.stop(), Some(0));
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &image]).output();
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::spec::FlowSpec;
+use super::containers::Containers;
+use super::spec::{FlowSpec, Need};
 use crate::runtime::gateway::{self, Dispatcher, GatewayPlan};
 use crate::runtime::pod::{self, Output, RunningPod, Transport};
 
@@ -20,11 +21,18 @@ pub struct RunningFlow {
     pub dispatcher: Arc<Dispatcher>,
     /// Indexed like `spec.pods`.
     pods: Vec<Option<RunningPod>>,
+    /// The pods running in containers (JEP 2), if any.
+    containers: Option<Containers>,
 }
 
 impl RunningFlow {
     pub fn start(spec: FlowSpec, transport: Transport) -> Result<Self, String> {
-        let (returns, reply_to) = Dispatcher::bind_returns(&transport.local_addr()).map_err(|e| e.to_string())?;
+        let in_container = |i: usize| spec.pods[i].container.is_some();
+        let mut containers = if (0..spec.pods.len()).any(in_container) { Some(Containers::connect()?) } else { None };
+        // What a container sends to must listen where containers reach it (`host.docker.internal`).
+        let for_containers = "tcp://0.0.0.0:0".to_string();
+        let returns_addr = if spec.leaves().into_iter().any(in_container) { for_containers.clone() } else { transport.local_addr() };
+        let (returns, reply_to) = Dispatcher::bind_returns(&returns_addr).map_err(|e| e.to_string())?;
         let mut pods: Vec<Option<RunningPod>> = spec.pods.iter().map(|_| None).collect();
         let mut flow_err = None;
         for &i in spec.order.iter().rev() {
@@ -35,10 +43,21 @@ impl RunningFlow {
                     .filter_map(|&j| pods[j].as_ref().map(|p| Output { name: spec.pods[j].name.clone(), addr: p.in_addr.clone() }))
                     .collect(),
             };
-            match pod::start(&spec.pods[i], &transport.local_addr(), &transport.local_addr(), transport, &outputs) {
+            let pod = &spec.pods[i];
+            let started = match (&pod.container, containers.as_mut()) {
+                (Some(container), Some(runner)) => {
+                    runner.start(pod, container, &outputs).map(|(data, ctrl)| RunningPod::elsewhere(&pod.name, data, ctrl))
+                }
+                _ => {
+                    let fed_by_container = spec.needs[i].iter().any(|n| matches!(n, Need::Pod(j) if in_container(*j)));
+                    let in_addr = if fed_by_container { for_containers.clone() } else { transport.local_addr() };
+                    pod::start(pod, &in_addr, &transport.local_addr(), transport, &outputs).map_err(|e| e.to_string())
+                }
+            };
+            match started {
                 Ok(running) => pods[i] = Some(running),
                 Err(e) => {
-                    flow_err = Some(e.to_string());
+                    flow_err = Some(e);
                     break;
                 }
             }
@@ -49,7 +68,12 @@ impl RunningFlow {
             return Err(e);
         }
         let deadline = Instant::now() + READY_TIMEOUT;
-        let not_ready = pods.iter().flatten().find_map(|p| p.wait_ready(deadline).err().map(|e| format!("pod {} did not get ready: {e}", p.name)));
+        let not_ready = pods.iter().flatten().find_map(|p| {
+            p.wait_ready(deadline).err().map(|e| {
+                let lines = containers.as_ref().map(|c| c.last_lines(&p.name)).filter(|l| !l.is_empty());
+                format!("pod {} did not get ready: {e}{}", p.name, lines.map(|l| format!("; its container said:\n{l}")).unwrap_or_default())
+            })
+        });
         if let Some(e) = not_ready {
             stop_pods(started(pods));
             return Err(e);
@@ -72,7 +96,7 @@ impl RunningFlow {
             }
         };
         dispatcher.set_ready(true);
-        Ok(RunningFlow { spec, dispatcher, pods })
+        Ok(RunningFlow { spec, dispatcher, pods, containers })
     }
 
     /// Serves HTTP until Ctrl-C / SIGTERM, then stops everything. `announce` gets the gateway's URL.
@@ -102,6 +126,9 @@ impl RunningFlow {
             }
         }
         let problems = stop_pods(ordered);
+        if let Some(containers) = self.containers.as_mut() {
+            containers.remove_all();
+        }
         self.dispatcher.shutdown();
         info!("flow stopped");
         problems

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::runtime::executor::ExecutorSpec;
 use crate::runtime::polling::{Polling, PollingSpec};
-use crate::runtime::pod::PodSpec;
+use crate::runtime::pod::{ContainerPod, PodSpec};
 
 pub const MAX_PEAS_PER_POD: usize = 64;
 
@@ -200,14 +200,39 @@ impl FlowSpec {
                 return Err(err("host", format!("remote pods (`{host}`) are started through a jinad daemon; `jinad flow` runs pods locally only")));
             }
             let uses = pod.uses.unwrap_or_else(|| "Passthrough".to_string());
-            if uses.starts_with("docker://") || pod.image.is_some() {
-                return Err(err("uses", "pods in containers are started through a jinad daemon; `jinad flow` runs built-in executors locally".into()));
-            }
-            let executor = if pod.py_modules.is_empty() {
-                ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?
-            } else {
-                let modules = pod.py_modules.iter().map(|m| base.join(m)).collect();
-                ExecutorSpec::python(&uses, modules, &pod.with).map_err(|m| err("py_modules", m))?
+            let polling_json = pod.polling.as_ref().and_then(|p| serde_json::to_string(p).ok());
+            // JEP 2: `uses: docker://IMAGE` (the image's CMD chooses the executor) or `image:` with
+            // `uses:` (this YAML chooses it); either way `jinad flow` runs the pod in a container.
+            let (executor, container) = match (uses.strip_prefix("docker://"), pod.image.clone()) {
+                (Some(_), Some(_)) => return Err(err("image", "give `uses: docker://IMAGE` or `image: IMAGE`, not both".into())),
+                (Some(image), None) => {
+                    if !pod.with.is_empty() || !pod.py_modules.is_empty() {
+                        return Err(err("with", "a `docker://` pod's executor and arguments come from the image's CMD; write `image: IMAGE` with `uses:`/`with:` to choose them here".into()));
+                    }
+                    let container = ContainerPod { image: valid_image(image).map_err(|m| err("uses", m))?, executor_args: None, polling: polling_json.clone() };
+                    (ExecutorSpec::Passthrough, Some(container))
+                }
+                (None, Some(image)) => {
+                    let mut args = vec!["--uses".to_string(), uses.clone(), "--with".to_string(), Value::Object(pod.with.clone()).to_string()];
+                    for m in &pod.py_modules {
+                        args.extend(["--py-modules".to_string(), m.to_string_lossy().into_owned()]);
+                    }
+                    // Built-in executors are checked here; a Python class lives in the image.
+                    let executor = if pod.py_modules.is_empty() {
+                        ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?
+                    } else {
+                        ExecutorSpec::Passthrough
+                    };
+                    let container = ContainerPod { image: valid_image(&image).map_err(|m| err("image", m))?, executor_args: Some(args), polling: polling_json.clone() };
+                    (executor, Some(container))
+                }
+                (None, None) if pod.py_modules.is_empty() => {
+                    (ExecutorSpec::parse(&uses, &pod.with).map_err(|m| err(if m.contains("unknown executor") { "uses" } else { "with" }, m))?, None)
+                }
+                (None, None) => {
+                    let modules = pod.py_modules.iter().map(|m| base.join(m)).collect();
+                    (ExecutorSpec::python(&uses, modules, &pod.with).map_err(|m| err("py_modules", m))?, None)
+                }
             };
             let replicas = pod.replicas.unwrap_or(1);
             let shards = pod.shards.unwrap_or(1);
@@ -235,7 +260,7 @@ impl FlowSpec {
                 Some(Needs::One(n)) => vec![n],
                 Some(Needs::Many(list)) => list,
             });
-            pods.push(PodSpec { name, executor, replicas, shards, polling, needs: 1, workspace: pod_workspace, env: pod_env });
+            pods.push(PodSpec { name, executor, replicas, shards, polling, needs: 1, workspace: pod_workspace, env: pod_env, container });
         }
 
         let mut needs = Vec::new();
@@ -355,6 +380,16 @@ fn field_line(text: &str, i: usize, field: &str) -> Option<usize> {
         .map(|n| n + 1)
 }
 
+/// A Docker image reference: no spaces or control characters, not empty, not an option.
+fn valid_image(image: &str) -> Result<String, String> {
+    let ok = !image.is_empty() && image.len() <= 255 && !image.starts_with('-') && image.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(image.to_string())
+    } else {
+        Err(format!("`{image}` is not an image reference"))
+    }
+}
+
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -438,7 +473,9 @@ mod tests {
             ("executors:\n  - name: a\n".into(), &["jtype"]),
             ("jtype: Flow\nexecutors: []\n".into(), &["at least one"]),
             (flow("  - name: a\n    shards: 0\n"), &["shards"]),
-            (flow("  - name: a\n    uses: docker://x\n"), &["uses"]),
+            (flow("  - name: a\n    uses: docker://x\n    with: {dim: 3}\n"), &["executors[0] (a).with", "CMD"]),
+            (flow("  - name: a\n    uses: docker://x\n    image: y\n"), &["not both"]),
+            (flow("  - name: a\n    uses: docker://\n"), &["image reference"]),
         ];
         for (yaml, wanted) in cases {
             let e = parse(yaml).unwrap_err();

@@ -81,6 +81,18 @@ impl FlowProc {
         (status, resp.json().await.expect("JSON body"))
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// `kill -9`: the flow gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn workspace(&self) -> PathBuf {
         self.dir.join("workspace")
     }
