@@ -4,6 +4,10 @@
 #   - first workspace to ACTIVE (runtime image + pip), second workspace with the same
 #     requirements.txt to ACTIVE (must reuse the dependency layer: no pip run)
 #   - GET /workspaces/{id} requests per second (wrk, 2 threads, 32 connections, 10 s)
+#   - POST /flows → ACTIVE for a 3-pod flow (every pea and the gateway its own container), next to
+#     a bare `docker run` of one container of the same image to its readiness
+#   - that 3-chain's throughput and p50 latency (wrk, 1 document per request), next to the same
+#     flow run by `jinad flow --transport tcp` on the host
 # Needs: a release build (cargo build --release), the base image (docker/build-base-image.sh), wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +29,14 @@ sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 
 printf 'python = 3.11\n' > "$WORK/.jinad"
+printf 'jtype: Flow\nexecutors:\n  - name: a\n  - name: b\n  - name: c\n' > "$WORK/chain3.yml"
 printf './wheels/jinad_fixture_tiny-0.1.0-py3-none-any.whl\n' > "$WORK/requirements.txt"
 tar czf "$WORK/wheels.tar.gz" -C tests/fixtures wheels
 state() { curl -s "$URL/workspaces/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
 create() { # $1: a distinct app file content
   echo "$1" > "$WORK/app.py"
   curl -s -F "files=@$WORK/.jinad;filename=.jinad" -F "files=@$WORK/requirements.txt;filename=requirements.txt" \
-       -F "files=@$WORK/wheels.tar.gz" -F "files=@$WORK/app.py;filename=app.py" "$URL/workspaces" |
+       -F "files=@$WORK/wheels.tar.gz" -F "files=@$WORK/app.py;filename=app.py" -F "files=@$WORK/chain3.yml;filename=chain3.yml" "$URL/workspaces" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
 timed_active() { # prints seconds from upload to ACTIVE
@@ -46,6 +51,42 @@ read -r second id2 < <(timed_active "print('second $RANDOM')")
 pip_runs=$(curl -s "$URL/workspaces/$id2/logs" | grep -c "Successfully installed" || true)
 rps=$(wrk -t2 -c32 -d10s "$URL/workspaces/$id1" | awk '/Requests\/sec/ {print $2}')
 busy_rss=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+
+# A 3-pod flow through the daemon: POST /flows → ACTIVE.
+field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1') or '')"; }
+t0=$(date +%s.%N)
+flow=$(curl -s -X POST "$URL/flows?workspace_id=$id1&filename=chain3.yml" | field id)
+while s=$(curl -s "$URL/flows/$flow" | field state); [ "$s" = PENDING ]; do sleep 0.02; done
+flow_active=$(echo "$(date +%s.%N) - $t0" | bc)
+[ "$s" = ACTIVE ] || { echo "flow $flow ended $s: $(curl -s "$URL/flows/$flow")" >&2; exit 1; }
+gateway=$(curl -s "$URL/flows/$flow" | field gateway_url)
+# The floor: one bare container of the same image, from `docker run` to its readiness.
+image=$(curl -s "$URL/workspaces/$id1" | field image_id)
+printf 'jtype: Flow\nexecutors:\n  - name: a\n' > "$WORK/one.yml"
+t0=$(date +%s.%N)
+cid=$(docker run -d --rm -p 127.0.0.1::8080 -v "$WORK/one.yml:/one.yml:ro" --entrypoint /usr/local/bin/jinad "$image" flow /one.yml --host 0.0.0.0 --port 8080)
+bare_port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
+until curl -sf "http://127.0.0.1:$bare_port/ready" >/dev/null; do sleep 0.02; done
+bare_ready=$(echo "$(date +%s.%N) - $t0" | bc)
+docker rm -f "$cid" >/dev/null
+# Throughput and p50 of the chain in containers, then of the same chain on the host over TCP.
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"data": [{"text": "hello world, one hundred bytes of text in a document, more or less, for the bench"}]}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+measure() { # $1: gateway URL → "req/s p50"
+  wrk -t2 -c4 -d5s --latency -s "$WORK/post.lua" "$1/index" | awk '/Requests\/sec/ {r=$2} /^ +50%/ {p=$2} END {print r, p}'
+}
+read -r containers_rps containers_p50 < <(measure "$gateway")
+"$BIN" flow "$WORK/chain3.yml" --transport tcp --port 0 >"$WORK/local.out" 2>"$WORK/local.err" &
+LOCAL=$!
+until grep -q 'ready:' "$WORK/local.out" 2>/dev/null; do sleep 0.05; done
+local_url=$(grep -o 'http://[0-9.:]*' "$WORK/local.out" | head -1)
+read -r local_rps local_p50 < <(measure "$local_url")
+kill -INT "$LOCAL"; wait "$LOCAL" 2>/dev/null || true
+curl -s -X DELETE "$URL/flows/$flow" >/dev/null
+
 for id in "$id1" "$id2"; do curl -s -X DELETE "$URL/workspaces/$id" >/dev/null; done
 while [ "$(curl -s "$URL/workspaces")" != "[]" ]; do sleep 0.2; done
 
@@ -55,3 +96,8 @@ printf '| first workspace to ACTIVE (runtime image if new + pip) | %.2f s | - |\
 printf '| second workspace, same requirements, to ACTIVE | %.2f s (pip runs: %s) | <= 2 s, 0 pip runs |\n' "$second" "$pip_runs"
 printf '| GET /workspaces/{id} | %s req/s | >= 10,000 req/s |\n' "$rps"
 printf '| daemon RSS after the load | %.1f MiB | - |\n' "$(echo "$busy_rss/1024" | bc -l)"
+printf '| POST /flows -> ACTIVE, 3 pods, 4 containers | %.2f s | < 2 s |\n' "$flow_active"
+printf '| bare docker run of one container -> /ready (same image) | %.2f s | - |\n' "$bare_ready"
+printf '| 3-chain, every pea in a container: req/s, p50 | %s req/s, %s | >= 70 %% of local tcp |\n' "$containers_rps" "$containers_p50"
+printf '| 3-chain, jinad flow --transport tcp: req/s, p50 | %s req/s, %s | - |\n' "$local_rps" "$local_p50"
+printf '| containers / local tcp throughput | %.0f %% | >= 70 %% |\n' "$(echo "100*$containers_rps/$local_rps" | bc -l)"

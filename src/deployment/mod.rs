@@ -26,6 +26,9 @@ use crate::workspace::paths::{self, Unresolved};
 /// is there too; the mount makes what executors write survive the container).
 pub const WORKSPACE_MOUNT: &str = "/workspace";
 
+/// Containers one flow may have (its gateway, every pea, head and tail).
+pub const MAX_CONTAINERS_PER_FLOW: usize = 128;
+
 /// `POST /flows`: start the Flow YAML `filename` of a workspace, every pea in its own container.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -130,7 +133,13 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
     };
     let text = std::fs::read_to_string(root.join(&real)).map_err(|e| format!("{filename}: {e}"))?;
     let dir = real.parent().map(Path::to_path_buf).unwrap_or_default();
-    let spec = FlowSpec::parse_with_env(&text, &root.join(&dir), &|name| envs.get(name).cloned()).map_err(|e| format!("{filename}: {e}"))?;
+    // Messages name paths inside the workspace, never where the workspace is on the host.
+    let hide_root = |e: String| e.replace(&format!("{}/", root.display()), "");
+    let spec = FlowSpec::parse_with_env(&text, &root.join(&dir), &|name| envs.get(name).cloned()).map_err(|e| hide_root(format!("{filename}: {e}")))?;
+    let containers = 1 + spec.pods.iter().map(|p| p.pea_names().len() + if p.pea_names().len() > 1 { 2 } else { 0 }).sum::<usize>();
+    if containers > MAX_CONTAINERS_PER_FLOW {
+        return Err(format!("{filename}: the flow needs {containers} containers (gateway, peas, heads, tails); at most {MAX_CONTAINERS_PER_FLOW}"));
+    }
     for pod in &spec.pods {
         if pod.container.is_some() {
             return Err(format!(
@@ -195,7 +204,10 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     }
     let polling = match &req.polling {
         None => None,
-        Some(p) => Some(serde_json::from_value::<PollingSpec>(p.clone()).map_err(|e| format!("polling: {e}"))?),
+        Some(p) => Some(
+            serde_json::from_value::<PollingSpec>(p.clone())
+                .map_err(|_| format!("polling: expected `any`, `all`, or an object of endpoint → `any`/`all` (got {p})"))?,
+        ),
     };
     Polling::from_spec(polling).map_err(|e| format!("polling: {e}"))?;
     if req.out.is_empty() {

@@ -87,8 +87,8 @@ impl DeploymentRow {
 /// What a transition writes besides the new state.
 #[derive(Debug, Clone)]
 pub enum DeploymentChange {
-    /// A start begins (stays PENDING): counts it.
-    StartAttempt,
+    /// A start begins (stays PENDING): counts it and records the containers it is starting.
+    StartAttempt { containers: Vec<ContainerRecord> },
     Activate { containers: Vec<ContainerRecord>, gateway_url: Option<String>, ports: Option<serde_json::Value> },
     /// What reconciliation saw of an ACTIVE row's containers (stays ACTIVE).
     Observed { containers: Vec<ContainerRecord> },
@@ -172,7 +172,9 @@ impl Store {
     pub async fn transition_deployment(&self, id: &ObjectId, seen: Seen, change: DeploymentChange) -> Result<DeploymentRow, StoreError> {
         let json = |c: &Vec<ContainerRecord>| Some(serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
         let (to, set, binds): (State, &str, Vec<Option<String>>) = match &change {
-            DeploymentChange::StartAttempt => (seen.state, "starts = starts + 1", vec![]),
+            DeploymentChange::StartAttempt { containers } => {
+                (seen.state, "starts = starts + 1, containers = ?, gateway_url = NULL, ports = NULL", vec![json(containers)])
+            }
             DeploymentChange::Activate { containers, gateway_url, ports } => (
                 State::Active,
                 "containers = ?, gateway_url = ?, ports = ?, error_code = NULL, error_message = NULL",
@@ -181,7 +183,7 @@ impl Store {
             DeploymentChange::Observed { containers } => (seen.state, "containers = ?", vec![json(containers)]),
             DeploymentChange::Fail { code, message, containers } => (
                 State::Failed,
-                "error_code = ?, error_message = ?, containers = ?",
+                "error_code = ?, error_message = ?, containers = ?, gateway_url = NULL, ports = NULL",
                 vec![Some(code.clone()), Some(message.clone()), json(containers)],
             ),
             DeploymentChange::Delete => (State::Deleting, "error_code = NULL, error_message = NULL", vec![]),

@@ -1,7 +1,6 @@
 //! What start and stop jobs and reconciliation share about a deployment's containers: the
 //! container spec of a planned node, collecting logs before containers go, and removing them.
 
-use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use crate::build_log::BuildLog;
@@ -12,6 +11,7 @@ use crate::docker::{labels, ContainerSpec, DockerError, Limits, RestartPolicy};
 use crate::ids::ObjectId;
 use crate::store::{ContainerRecord, DeploymentRow};
 use crate::workspace::dockerfile::BINARY_PATH;
+use crate::workspace::paths::CONTAINER_USER;
 
 /// How long a pea has after SIGTERM to persist and exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -28,11 +28,17 @@ pub struct Placement {
 }
 
 /// A container of the workspace: its image, on its network, the workspace directory mounted at
-/// `/workspace` (its working directory), running as the directory's owner (so what it writes
-/// stays removable), reaching the host as `host.docker.internal`; nothing more.
+/// `/workspace` (its working directory), running as the directory's owner, never root (see
+/// `paths::container_user`), reaching the host as `host.docker.internal`; nothing more.
 pub fn in_workspace(daemon: &Daemon, workspace: &ObjectId, name: &str, image: &str, network: &str) -> ContainerSpec {
     let dir = crate::workspace::dir(daemon, workspace);
-    let user = std::fs::metadata(&dir).ok().map(|m| format!("{}:{}", m.uid(), m.gid()));
+    let user = match crate::workspace::paths::container_user(&dir) {
+        Ok(user) => Some(user),
+        Err(e) => {
+            tracing::warn!(%workspace, "cannot hand the workspace to the container user: {e}; running as {}:{}", CONTAINER_USER.0, CONTAINER_USER.1);
+            Some(format!("{}:{}", CONTAINER_USER.0, CONTAINER_USER.1))
+        }
+    };
     ContainerSpec {
         name: name.to_string(),
         image: image.to_string(),

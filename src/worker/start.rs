@@ -75,11 +75,11 @@ pub async fn fail(daemon: &Daemon, id: &ObjectId, code: Code, message: String) -
             }
         }
     }
-    if let Err(e) = containers::collect_and_remove(daemon, id).await {
-        if e.is_retryable() {
-            return Outcome::Retry(e.to_string());
-        }
-        tracing::warn!(%id, "cannot remove the containers of a failed start: {e}");
+    match containers::collect_and_remove(daemon, id).await {
+        // What the row shows: how each container ended, and that it is gone now.
+        Ok(()) => records.iter_mut().for_each(|r| r.state = format!("removed after {}", r.state)),
+        Err(e) if e.is_retryable() => return Outcome::Retry(e.to_string()),
+        Err(e) => tracing::warn!(%id, "cannot remove the containers of a failed start: {e}"),
     }
     let Ok(row) = daemon.store.get_deployment(id).await else { return Outcome::Done };
     if !matches!(row.state, State::Pending | State::Active) {
@@ -112,7 +112,6 @@ async fn start(daemon: &Arc<Daemon>, id: &ObjectId) -> Result<Outcome, Stop> {
             return Err(Stop::Fail(Code::WorkspaceFailed, format!("{ws_id} is {state}{reason}")));
         }
     };
-    let row = daemon.store.transition_deployment(id, row.seen(), DeploymentChange::StartAttempt).await?;
     let root = crate::workspace::dir(daemon, &ws_id);
     let spec = row.spec_json();
     let (planned, placement) = match kind {
@@ -132,6 +131,11 @@ async fn start(daemon: &Arc<Daemon>, id: &ObjectId) -> Result<Outcome, Stop> {
         }
         Kind::Workspace => return Err(Stop::Fail(Code::Internal, "a workspace is not a deployment".into())),
     };
+    let starting = planned
+        .iter()
+        .map(|p| ContainerRecord { pea: p.pea.clone(), name: p.name.clone(), state: "starting".into(), ..Default::default() })
+        .collect();
+    let row = daemon.store.transition_deployment(id, row.seen(), DeploymentChange::StartAttempt { containers: starting }).await?;
     // A start a crash interrupted may have left some containers: begin from none.
     containers::collect_and_remove(daemon, id).await?;
     for node in &planned {

@@ -181,6 +181,34 @@ pub fn list_files(root: &Path) -> std::io::Result<Vec<String>> {
     Ok(files)
 }
 
+/// The unprivileged user containers run as when the workspace belongs to root (`nobody`).
+pub const CONTAINER_USER: (u32, u32) = (65534, 65534);
+
+/// The `uid:gid` a container of the workspace at `root` runs as: the owner of the directory, so
+/// what executors write stays removable by the daemon — but never root: a root-owned workspace
+/// (a daemon running as root) is handed to [`CONTAINER_USER`] first (every entry, links
+/// themselves rather than their targets), so no container can plant root-owned or setuid-root
+/// files on the host.
+pub fn container_user(root: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root)?;
+    if meta.uid() != 0 {
+        return Ok(format!("{}:{}", meta.uid(), meta.gid()));
+    }
+    let (uid, gid) = CONTAINER_USER;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(format!("{uid}:{gid}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,3 +258,4 @@ mod tests {
         assert_eq!(link_destination(Path::new("l"), Path::new("x/y")), Some(PathBuf::from("x/y")));
     }
 }
+

@@ -57,6 +57,7 @@ fn project() -> Vec<(&'static str, Vec<u8>)> {
         ("requirements.txt", format!("./{WHEEL}\n").into_bytes()),
         ("wheels.tar.gz", tar_gz(&[(WHEEL, &fixture(WHEEL))])),
         ("flow.yml", FLOW.as_bytes().to_vec()),
+        ("big.yml", b"jtype: Flow\nexecutors:\n  - {name: a, shards: 64}\n  - {name: b, shards: 64}\n".to_vec()),
         ("crash.yml", b"jtype: Flow\nexecutors:\n  - name: bad\n    uses: Crasher\n    py_modules: [executors/crasher.py]\n".to_vec()),
         ("executors.tar.gz", tar_gz(&[("executors/greeter.py", GREETER.as_bytes()), ("executors/crasher.py", CRASHER.as_bytes())])),
     ]
@@ -109,6 +110,10 @@ async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_w
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "{body}");
     let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "../../etc/passwd"})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "{body}");
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "big.yml"})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "133 containers is too many: {body}");
+    let (status, body) = post_json(&daemon, "/flows", json!({"workspace_id": ws, "filename": "flow.yml", "restart": {"policy": "never", "max_retries": 3}})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_flow")), "{body}");
 
     // Start through the query form.
     let response = reqwest::Client::new()
@@ -135,6 +140,8 @@ async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_w
         let pea = c.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("jinad.pea")).cloned().unwrap_or_default();
         assert_eq!(host.network_mode.as_deref(), view_network(&daemon, &ws).await.as_deref(), "{pea}");
         assert_ne!(host.privileged, Some(true));
+        let user = c.config.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
+        assert!(!user.is_empty() && !user.starts_with("0:") && user != "root", "{pea} runs as `{user}`, never root");
         assert!(host.binds.unwrap_or_default().iter().all(|b| !b.contains("docker.sock")));
         let published = host.port_bindings.unwrap_or_default();
         assert_eq!(!published.is_empty(), pea == "gateway", "{pea}: {published:?}");
@@ -176,6 +183,8 @@ async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_w
     assert_eq!(failed["error_code"], "container_exited", "{failed}");
     let message = failed["error_message"].as_str().unwrap();
     assert!(message.starts_with("enc exited with code 137"), "{message}");
+    assert_eq!(failed["gateway_url"], Value::Null, "a FAILED flow has no gateway to offer");
+    assert!(failed["containers"].as_array().unwrap().iter().all(|c| c["state"].as_str().unwrap().starts_with("removed")), "{failed}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !containers_with(&docker, "jinad.id", &flow).await.is_empty() {
         assert!(Instant::now() < deadline, "the failed flow's containers are still there");

@@ -87,10 +87,7 @@ impl Containers {
         let dir = pod.workspace.parent().unwrap_or(Path::new(".")).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| format!("pod {}: cannot create {}: {e}", pod.name, dir.display()))?;
         let dir = dir.canonicalize().map_err(|e| e.to_string())?;
-        let user = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(&dir).ok().map(|m| format!("{}:{}", m.uid(), m.gid()))
-        };
+        let user = Some(crate::workspace::paths::container_user(&dir).map_err(|e| format!("pod {}: {}: {e}", pod.name, dir.display()))?);
         let spec = ContainerSpec {
             name: name.clone(),
             image: container.image.clone(),
