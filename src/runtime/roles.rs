@@ -209,8 +209,14 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
         std::env::set_var(key, value);
     }
     let started = Instant::now();
+    // Ctrl-C / SIGTERM while starting: stop what started (containers included) and exit.
+    let interrupted = stop_signal();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let flow = RunningFlow::start(spec, args.transport.into())?;
+    let flow = RunningFlow::start_until(spec, args.transport.into(), &interrupted)?;
+    if interrupted.load(Ordering::SeqCst) {
+        let problems = flow.stop();
+        return if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
+    }
     runtime.block_on(flow.serve(move |url| {
         // Scripts, tests and `jinad bench` wait for this line.
         println!("jinad flow ready: {url} ({} ms)", started.elapsed().as_millis());

@@ -66,12 +66,14 @@ impl From<std::io::Error> for Stop {
 }
 
 pub async fn run(daemon: &Daemon, id: &ObjectId) -> Outcome {
-    let mut log = BuildLog::create(&daemon.config.logs_dir(), id, daemon.config.max_build_log);
+    // The row first: a job the scheduler started from a listing that went stale (the build had
+    // just ended) must not truncate the log of the build that ended.
     let mut row = match daemon.store.get_workspace(id).await {
         Ok(row) if row.state == State::Pending => row,
         Ok(_) | Err(StoreError::NotFound(_)) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
+    let mut log = BuildLog::create(&daemon.config.logs_dir(), id, daemon.config.max_build_log);
     match build(daemon, id, &mut row, &mut log).await {
         Ok(()) => Outcome::Done,
         Err(Stop::Gone) => {

@@ -33,6 +33,12 @@ impl From<DockerError> for DeleteError {
 
 /// `attempt` counts from 1.
 pub async fn run(daemon: &Daemon, id: &ObjectId, attempt: u32) -> Outcome {
+    // From a listing that may be stale: only a row that is DELETING now.
+    match daemon.store.get_workspace(id).await {
+        Ok(row) if row.state == State::Deleting => {}
+        Ok(_) | Err(StoreError::NotFound(_)) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    }
     // The cascade: the workspace's flows, pods and peas go first (their stop jobs stop the
     // containers and remove the rows); the database refuses to remove a workspace they name.
     match cascade(daemon, id).await {

@@ -13,6 +13,12 @@ use crate::store::{DeploymentChange, StoreError};
 pub const ATTEMPTS: u32 = 3;
 
 pub async fn run(daemon: &Daemon, id: &ObjectId, attempt: u32) -> Outcome {
+    // From a listing that may be stale: only a row that is DELETING now.
+    match daemon.store.get_deployment(id).await {
+        Ok(row) if row.state == State::Deleting => {}
+        Ok(_) | Err(StoreError::NotFound(_)) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    }
     let error = match containers::collect_and_remove(daemon, id).await {
         Ok(()) => match daemon.store.remove_deployment(id).await {
             Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict { .. }) => {

@@ -334,12 +334,16 @@ async fn jinad_run_starts_the_project_container_with_its_ports() {
 
 /// An image holding the `jinad` binary whose CMD chooses the executor (what `docker://` runs).
 fn encoder_image() -> String {
-    let tag = format!("jinad-test/encoder:{}", std::process::id());
+    image_with_cmd("encoder", r#"["pod", "--uses", "HashEncoder", "--with", "{\"dim\": 8}"]"#)
+}
+
+fn image_with_cmd(name: &str, cmd: &str) -> String {
+    let tag = format!("jinad-test/{name}:{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(crate::common::BIN, dir.path().join("jinad")).unwrap();
     let base = crate::common::base_template().replace("{python}", "3.11");
     let dockerfile = format!(
-        "FROM {base}\nCOPY jinad /usr/local/bin/jinad\nENTRYPOINT [\"/usr/local/bin/jinad\"]\nCMD [\"pod\", \"--uses\", \"HashEncoder\", \"--with\", \"{{\\\"dim\\\": 8}}\"]\n"
+        "FROM {base}\nCOPY jinad /usr/local/bin/jinad\nENTRYPOINT [\"/usr/local/bin/jinad\"]\nCMD {cmd}\n"
     );
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let out = std::process::Command::new("docker").args(["build", "-q", "-t", &tag]).arg(dir.path()).output().expect("docker build");
@@ -387,4 +391,19 @@ async fn a_local_flow_with_a_docker_pod_leaves_no_container_behind() {
     assert!(flow_containers(&docker, dead).await.is_empty(), "the next run removed the leftover");
     assert_eq!(next.stop(), Some(0));
     let _ = std::process::Command::new("docker").args(["rmi", "-f", &image]).output();
+
+    // A pod whose container exits at start fails the flow at once, with the container's words,
+    // and leaves nothing behind.
+    let broken = image_with_cmd("broken", r#"["pod", "--uses", "NoSuchExecutor"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flow.yml"), format!("jtype: Flow\nexecutors:\n  - name: bad\n    uses: docker://{broken}\n")).unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(crate::common::BIN).arg("flow").arg(dir.path().join("flow.yml")).args(["--port", "0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exited while starting") && stderr.contains("NoSuchExecutor"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "failed fast, not after the ready timeout: {:?}", started.elapsed());
+    let left = containers_with(&docker, "jinad.role", "local-flow").await;
+    assert!(left.iter().all(|c| c.name.as_deref().is_none_or(|n| !n.ends_with("-bad"))), "the broken pod's container is gone");
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &broken]).output();
 }

@@ -83,11 +83,9 @@ impl Containers {
             // This process's sockets, as a container reaches them.
             args.extend(["--out".to_string(), format!("{}={}", out.name, sockets::advertised(&out.addr, Some(HOST_FROM_CONTAINERS)))]);
         }
-        // The pod's workspace (its parent holds every pod's directory, as `jinad pod` expects).
-        let dir = pod.workspace.parent().unwrap_or(Path::new(".")).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("pod {}: cannot create {}: {e}", pod.name, dir.display()))?;
-        let dir = dir.canonicalize().map_err(|e| e.to_string())?;
-        let user = Some(crate::workspace::paths::container_user(&dir).map_err(|e| format!("pod {}: {}: {e}", pod.name, dir.display()))?);
+        // Only the pod's own directory is mounted (at `<MOUNT>/<pod>`, where `jinad pod` looks).
+        let user = Some(pod_directory(&pod.workspace).map_err(|e| format!("pod {}: {e}", pod.name))?);
+        let dir = pod.workspace.canonicalize().map_err(|e| format!("pod {}: {}: {e}", pod.name, pod.workspace.display()))?;
         let spec = ContainerSpec {
             name: name.clone(),
             image: container.image.clone(),
@@ -102,7 +100,7 @@ impl Containers {
                 (PID.to_string(), std::process::id().to_string()),
             ]),
             network: None,
-            binds: vec![format!("{}:{MOUNT}", dir.display())],
+            binds: vec![format!("{}:{MOUNT}/{}", dir.display(), pod.name)],
             workdir: None,
             publish: vec![DATA_PORT, CTRL_PORT],
             publish_ip: "127.0.0.1".into(),
@@ -118,6 +116,16 @@ impl Containers {
             .ok_or_else(|| format!("pod {}: its container vanished", pod.name))?;
         let port = |p: u16| status.ports.get(&p).copied().ok_or_else(|| format!("pod {}: port {p} is not published", pod.name));
         Ok((format!("tcp://127.0.0.1:{}", port(DATA_PORT)?), format!("tcp://127.0.0.1:{}", port(CTRL_PORT)?)))
+    }
+
+    /// Whether the pod's container stopped (or vanished).
+    pub fn has_exited(&self, pod: &str) -> bool {
+        let name = format!("jinad-flow-{}-{pod}", std::process::id());
+        match self.runtime.block_on(self.engine.inspect_container(&name)) {
+            Ok(Some(status)) => !status.running && !status.restarting,
+            Ok(None) => self.started.contains(&name),
+            Err(_) => false,
+        }
     }
 
     /// The last lines of a pod's container, for an error message.
@@ -138,6 +146,33 @@ impl Containers {
                 tracing::warn!("cannot remove container {name}: {e}");
             }
         }
+    }
+}
+
+/// Makes sure the pod's workspace directory exists and says who the container runs as: its owner
+/// — never root. A directory this call creates (or one an earlier run handed over) goes to the
+/// unprivileged container user; an existing root-owned one is refused: jinad never hands over a
+/// directory it did not create (it could be a project, or `/`).
+fn pod_directory(dir: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = crate::workspace::paths::CONTAINER_USER;
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{} is not a directory", dir.display())),
+        Ok(meta) if meta.uid() != 0 => Ok(format!("{}:{}", meta.uid(), meta.gid())),
+        Ok(_) => Err(format!(
+            "its workspace {} belongs to root and jinad did not create it; containers never run as root: give it to another user, or let jinad create it",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            if std::fs::symlink_metadata(dir).map(|m| m.uid() == 0).unwrap_or(false) {
+                std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(|e| format!("{}: {e}", dir.display()))?;
+                return Ok(format!("{uid}:{gid}"));
+            }
+            let meta = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+            Ok(format!("{}:{}", meta.uid(), meta.gid()))
+        }
+        Err(e) => Err(format!("{}: {e}", dir.display())),
     }
 }
 

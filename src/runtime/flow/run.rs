@@ -3,6 +3,7 @@
 //! Start order is downstream first, so every node's outputs exist when it starts; stop order is
 //! gateway first, then pods from the entry down, so executors `close()` (and persist) last.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,12 @@ pub struct RunningFlow {
 
 impl RunningFlow {
     pub fn start(spec: FlowSpec, transport: Transport) -> Result<Self, String> {
+        Self::start_until(spec, transport, &AtomicBool::new(false))
+    }
+
+    /// [`RunningFlow::start`], given up (everything started so far stopped and removed) as soon
+    /// as `interrupted` is set: Ctrl-C / SIGTERM while the flow starts.
+    pub fn start_until(spec: FlowSpec, transport: Transport, interrupted: &AtomicBool) -> Result<Self, String> {
         let in_container = |i: usize| spec.pods[i].container.is_some();
         let mut containers = if (0..spec.pods.len()).any(in_container) { Some(Containers::connect()?) } else { None };
         // What a container sends to must listen where containers reach it (`host.docker.internal`).
@@ -68,11 +75,24 @@ impl RunningFlow {
             return Err(e);
         }
         let deadline = Instant::now() + READY_TIMEOUT;
-        let not_ready = pods.iter().flatten().find_map(|p| {
-            p.wait_ready(deadline).err().map(|e| {
-                let lines = containers.as_ref().map(|c| c.last_lines(&p.name)).filter(|l| !l.is_empty());
-                format!("pod {} did not get ready: {e}{}", p.name, lines.map(|l| format!("; its container said:\n{l}")).unwrap_or_default())
-            })
+        let not_ready = pods.iter().flatten().find_map(|p| loop {
+            if interrupted.load(Ordering::SeqCst) {
+                return Some("interrupted while starting".to_string());
+            }
+            let container_said = |c: &Containers| Some(c.last_lines(&p.name)).filter(|l| !l.is_empty());
+            // A pod's container that exited will never answer: say so at once, with its output.
+            if let Some(c) = containers.as_ref().filter(|c| c.has_exited(&p.name)) {
+                let lines = container_said(c).unwrap_or_default();
+                return Some(format!("pod {}: its container exited while starting:\n{lines}", p.name));
+            }
+            match p.wait_ready((Instant::now() + Duration::from_millis(200)).min(deadline)) {
+                Ok(()) => return None,
+                Err(_) if Instant::now() < deadline => continue,
+                Err(e) => {
+                    let lines = containers.as_ref().and_then(container_said);
+                    return Some(format!("pod {} did not get ready: {e}{}", p.name, lines.map(|l| format!("; its container said:\n{l}")).unwrap_or_default()));
+                }
+            }
         });
         if let Some(e) = not_ready {
             stop_pods(started(pods));
