@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use rocket::data::{Data, ToByteUnit};
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Status};
 use rocket::response::stream::ByteStream;
-use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, routes, Request, Route, State as Managed};
+use rocket::{delete, get, post, routes, Route, State as Managed};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::query::{single, strict_bool};
 use super::workspaces::id_schema;
+use super::Located;
 use crate::daemon::Daemon;
 use crate::deployment::{self, DeployError, FlowRequest, PodRequest};
 use crate::docker::{Limits, RestartPolicy};
@@ -93,23 +93,7 @@ impl From<DeploymentRow> for DeploymentView {
     }
 }
 
-/// A view with a status and a `Location` header.
-pub struct Located {
-    status: Status,
-    location: String,
-    body: DeploymentView,
-}
-
-impl<'r> Responder<'r, 'static> for Located {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let mut response = Json(self.body).respond_to(request)?;
-        response.set_status(self.status);
-        response.set_header(Header::new("Location", self.location));
-        Ok(response)
-    }
-}
-
-fn located(status: Status, kind: Kind, row: DeploymentRow) -> Located {
+fn located(status: Status, kind: Kind, row: DeploymentRow) -> Located<DeploymentView> {
     Located { status, location: format!("/{}s/{}", crate::store::deployments::kind_name(kind), row.id), body: row.into() }
 }
 
@@ -157,7 +141,7 @@ const CREATE_ERRORS: &[Code] = &[Code::BadRequest, Code::InvalidId, Code::Invali
         (status = 422, description = describe("Not a flow request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 // The query is read by `single`, strictly.
 #[post("/flows", data = "<data>")]
-pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri::Origin<'_>, data: Data<'_>) -> ApiResult<Located> {
+pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri::Origin<'_>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     let (workspace_id, filename) = (single(uri, "workspace_id")?, single(uri, "filename")?);
     let body: Option<FlowRequest> = json_body(data).await?;
     let request = match (body, workspace_id, filename) {
@@ -170,7 +154,7 @@ pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri:
     Ok(located(Status::Created, Kind::Flow, row))
 }
 
-async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Located> {
+async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     let request: PodRequest = json_body(data).await?.ok_or_else(|| ApiError::new(Code::BadRequest, "a JSON body is required"))?;
     let row = deployment::create_pod(daemon, kind, request).await?;
     Ok(located(Status::Created, kind, row))
@@ -188,7 +172,7 @@ async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Locate
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pod request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/pods", data = "<data>")]
-pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located> {
+pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     create(daemon, Kind::Pod, data).await
 }
 
@@ -202,7 +186,7 @@ pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiRes
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pea request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/peas", data = "<data>")]
-pub async fn create_pea(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located> {
+pub async fn create_pea(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     create(daemon, Kind::Pea, data).await
 }
 
@@ -215,7 +199,7 @@ async fn get_one(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Json<Deploy
     Ok(Json(daemon.store.get_deployment(&id).await?.into()))
 }
 
-async fn remove(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Located> {
+async fn remove(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Located<DeploymentView>> {
     let id = ObjectId::parse(kind, id)?;
     let row = deployment::delete(daemon, &id).await?;
     Ok(located(Status::Accepted, kind, row))
@@ -297,7 +281,7 @@ macro_rules! kind_routes {
                 (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
                 (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
         #[delete($one)]
-        pub async fn $delete(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located> {
+        pub async fn $delete(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located<DeploymentView>> {
             remove(daemon, $kind, id).await
         }
 

@@ -19,6 +19,22 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::daemon::Daemon;
 use crate::error::{ApiError, Code};
 
+/// A JSON body with a status and a `Location` header (201 on create, 202 on delete).
+pub struct Located<T> {
+    pub status: rocket::http::Status,
+    pub location: String,
+    pub body: T,
+}
+
+impl<'r, T: serde::Serialize> rocket::response::Responder<'r, 'static> for Located<T> {
+    fn respond_to(self, request: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let mut response = rocket::serde::json::Json(self.body).respond_to(request)?;
+        response.set_status(self.status);
+        response.set_header(rocket::http::Header::new("Location", self.location));
+        Ok(response)
+    }
+}
+
 /// The rocket application for a daemon, on the configured address.
 pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
     let config = &daemon.config;

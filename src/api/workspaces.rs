@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use rocket::form::{self, Form, FromForm, Strict};
 use rocket::fs::TempFile;
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Status};
 use rocket::response::stream::ByteStream;
-use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, put, routes, Request, Route, State as Managed};
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
 
 use super::query::{single, strict_bool};
+use super::Located;
 use crate::daemon::Daemon;
 use crate::error::{describe, ApiError, ApiResult, Code, ErrorBody};
 use crate::ids::{Kind, ObjectId};
@@ -124,23 +124,7 @@ pub struct Upload<'r> {
     files: Vec<TempFile<'r>>,
 }
 
-/// A JSON body with a status and a `Location` header.
-pub struct Located {
-    status: Status,
-    location: String,
-    body: WorkspaceView,
-}
-
-impl<'r> Responder<'r, 'static> for Located {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let mut response = Json(self.body).respond_to(request)?;
-        response.set_status(self.status);
-        response.set_header(Header::new("Location", self.location));
-        Ok(response)
-    }
-}
-
-fn located(status: Status, row: WorkspaceRow) -> Located {
+fn located(status: Status, row: WorkspaceRow) -> Located<WorkspaceView> {
     Located { status, location: format!("/workspaces/{}", row.id), body: row.into() }
 }
 
@@ -233,7 +217,7 @@ pub async fn create(
     uri: &rocket::http::uri::Origin<'_>,
     _size: WithinUploadLimit,
     form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
-) -> ApiResult<Located> {
+) -> ApiResult<Located<WorkspaceView>> {
     let id = single(uri, "id")?.as_deref().map(parse_id).transpose()?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, created) = workspace::upload(daemon, id, parts, UploadMode::CreateOrUpdate).await?;
@@ -257,7 +241,7 @@ pub async fn update(
     id: &str,
     _size: WithinUploadLimit,
     form: Result<Form<Strict<Upload<'_>>>, form::Errors<'_>>,
-) -> ApiResult<Located> {
+) -> ApiResult<Located<WorkspaceView>> {
     let id = parse_id(id)?;
     let (parts, _raw) = received_parts(daemon, form).await?;
     let (row, _) = workspace::upload(daemon, Some(id), parts, UploadMode::UpdateOnly).await?;
@@ -296,7 +280,7 @@ pub async fn get_one(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<
         (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody)))]
 #[delete("/workspaces/<id>")]
-pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located> {
+pub async fn remove(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located<WorkspaceView>> {
     let id = parse_id(id)?;
     let row = workspace::delete(daemon, &id).await?;
     daemon.wake.notify_one();

@@ -274,6 +274,21 @@ impl DockerEngine {
         Ok(networks.into_iter().find(|n| n.name.as_deref() == Some(name)).and_then(|n| n.id))
     }
 
+    /// Every container (running or not) the filters select.
+    async fn containers_filtered(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<ManagedObject>, DockerError> {
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers = self.client().await?.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .map(|c| ManagedObject {
+                docker_id: c.id.unwrap_or_default(),
+                name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default(),
+                labels: c.labels.unwrap_or_default(),
+                tags: Vec::new(),
+            })
+            .collect())
+    }
+
     fn own_filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
         let mut label_filters = vec![format!("{}=true", labels::MANAGED), format!("{}={}", labels::DAEMON, self.daemon_id)];
         label_filters.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
@@ -490,20 +505,7 @@ impl Engine for DockerEngine {
     }
 
     async fn own_containers(&self, extra: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
-        let result = async {
-            let options = ListContainersOptionsBuilder::default().all(true).filters(&self.own_filters(extra)).build();
-            let containers = self.client().await?.list_containers(Some(options)).await?;
-            Ok(containers
-                .into_iter()
-                .map(|c| ManagedObject {
-                    docker_id: c.id.unwrap_or_default(),
-                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default(),
-                    labels: c.labels.unwrap_or_default(),
-                    tags: Vec::new(),
-                })
-                .collect())
-        }
-        .await;
+        let result = self.containers_filtered(self.own_filters(extra)).await;
         self.reset_on(result).await
     }
 
@@ -620,21 +622,8 @@ impl Engine for DockerEngine {
     }
 
     async fn labelled_containers(&self, wanted: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
-        let result = async {
-            let filters = HashMap::from([("label".to_string(), wanted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())]);
-            let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-            let containers = self.client().await?.list_containers(Some(options)).await?;
-            Ok(containers
-                .into_iter()
-                .map(|c| ManagedObject {
-                    docker_id: c.id.unwrap_or_default(),
-                    name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default(),
-                    labels: c.labels.unwrap_or_default(),
-                    tags: Vec::new(),
-                })
-                .collect())
-        }
-        .await;
+        let filters = HashMap::from([("label".to_string(), wanted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())]);
+        let result = self.containers_filtered(filters).await;
         self.reset_on(result).await
     }
 
