@@ -60,6 +60,7 @@ while s=$(curl -s "$URL/flows/$flow" | field state); [ "$s" = PENDING ]; do slee
 flow_active=$(echo "$(date +%s.%N) - $t0" | bc)
 [ "$s" = ACTIVE ] || { echo "flow $flow ended $s: $(curl -s "$URL/flows/$flow")" >&2; exit 1; }
 gateway=$(curl -s "$URL/flows/$flow" | field gateway_url)
+direct=$(curl -s "$URL/flows/$flow" | field gateway_direct_url)
 # The floor: one bare container of the same image, from `docker run` to its readiness.
 image=$(curl -s "$URL/workspaces/$id1" | field image_id)
 printf 'jtype: Flow\nexecutors:\n  - name: a\n' > "$WORK/one.yml"
@@ -79,6 +80,7 @@ measure() { # $1: gateway URL → "req/s p50"
   wrk -t2 -c4 -d5s --latency -s "$WORK/post.lua" "$1/index" | awk '/Requests\/sec/ {r=$2} /^ +50%/ {p=$2} END {print r, p}'
 }
 read -r containers_rps containers_p50 < <(measure "$gateway")
+read -r direct_rps direct_p50 < <(measure "$direct")
 "$BIN" flow "$WORK/chain3.yml" --transport tcp --port 0 >"$WORK/local.out" 2>"$WORK/local.err" &
 LOCAL=$!
 until grep -q 'ready:' "$WORK/local.out" 2>/dev/null; do sleep 0.05; done
@@ -98,6 +100,7 @@ printf '| GET /workspaces/{id} | %s req/s | >= 10,000 req/s |\n' "$rps"
 printf '| daemon RSS after the load | %.1f MiB | - |\n' "$(echo "$busy_rss/1024" | bc -l)"
 printf '| POST /flows -> ACTIVE, 3 pods, 4 containers | %.2f s | < 2 s |\n' "$flow_active"
 printf '| bare docker run of one container -> /ready (same image) | %.2f s | - |\n' "$bare_ready"
-printf '| 3-chain, every pea in a container: req/s, p50 | %s req/s, %s | >= 70 %% of local tcp |\n' "$containers_rps" "$containers_p50"
+printf '| 3-chain, every pea in a container, via gateway_url (engine port proxy): req/s, p50 | %s req/s, %s | - |\n' "$containers_rps" "$containers_p50"
+printf '| the same via gateway_direct_url (workspace network): req/s, p50 | %s req/s, %s | - |\n' "$direct_rps" "$direct_p50"
 printf '| 3-chain, jinad flow --transport tcp: req/s, p50 | %s req/s, %s | - |\n' "$local_rps" "$local_p50"
-printf '| containers / local tcp throughput | %.0f %% | >= 70 %% |\n' "$(echo "100*$containers_rps/$local_rps" | bc -l)"
+printf '| containers / local tcp throughput: gateway_url, gateway_direct_url | %.0f %%, %.0f %% | >= 70 %% |\n' "$(echo "100*$containers_rps/$local_rps" | bc -l)" "$(echo "100*$direct_rps/$local_rps" | bc -l)"

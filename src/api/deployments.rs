@@ -52,6 +52,9 @@ pub struct DeploymentView {
     pub containers: Vec<ContainerRecord>,
     /// A flow's gateway as published on the host: `http://host:port`.
     pub gateway_url: Option<String>,
+    /// The gateway on the workspace network, `http://ip:8080`: from the daemon's own host it is
+    /// reachable there without the engine's port proxy (faster); not from other machines.
+    pub gateway_direct_url: Option<String>,
     /// A pod's or pea's published addresses: `in` (data), `ctrl`, and every node's control port.
     #[schema(value_type = Option<Object>)]
     pub ports: Option<serde_json::Value>,
@@ -77,7 +80,12 @@ impl From<DeploymentRow> for DeploymentView {
             filename: spec.get("filename").and_then(|f| f.as_str()).map(str::to_string),
             limits: field(&spec, "limits"),
             restart: field(&spec, "restart"),
-            ports: row.ports.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+            ports: row.ports.as_deref().and_then(|p| serde_json::from_str(p).ok()).filter(|_| row.kind != "flow"),
+            gateway_direct_url: row
+                .ports
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(|p| p.get("gateway_direct_url").and_then(|u| u.as_str()).map(str::to_string)),
             spec,
             id: row.id,
             kind: row.kind,

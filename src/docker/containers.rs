@@ -112,5 +112,7 @@ pub struct ContainerStatus {
     pub oom_killed: bool,
     /// Container port → published host port.
     pub ports: BTreeMap<u16, u16>,
+    /// Its addresses on its networks.
+    pub ips: Vec<String>,
     pub error: Option<String>,
 }

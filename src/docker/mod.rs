@@ -545,7 +545,15 @@ impl Engine for DockerEngine {
             };
             let state = info.state.unwrap_or_default();
             let mut ports = std::collections::BTreeMap::new();
-            for (key, bindings) in info.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+            let settings = info.network_settings.unwrap_or_default();
+            let ips: Vec<String> = settings
+                .networks
+                .clone()
+                .unwrap_or_default()
+                .into_values()
+                .filter_map(|n| n.ip_address.filter(|ip| !ip.is_empty()))
+                .collect();
+            for (key, bindings) in settings.ports.unwrap_or_default() {
                 let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else { continue };
                 let host = bindings.unwrap_or_default().iter().find_map(|b| b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()));
                 if let Some(host) = host {
@@ -558,6 +566,7 @@ impl Engine for DockerEngine {
                 restarting: state.restarting.unwrap_or(false),
                 exit_code: state.exit_code,
                 restart_count: info.restart_count.unwrap_or(0),
+                ips,
                 oom_killed: state.oom_killed.unwrap_or(false),
                 ports,
                 error: state.error.filter(|e| !e.is_empty()),

