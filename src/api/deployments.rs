@@ -75,17 +75,15 @@ impl From<DeploymentRow> for DeploymentView {
         fn field<T: serde::de::DeserializeOwned + Default>(spec: &serde_json::Value, name: &str) -> T {
             spec.get(name).cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
         }
+        let published: Option<serde_json::Value> = row.ports.as_deref().and_then(|p| serde_json::from_str(p).ok());
         DeploymentView {
             containers: row.container_list(),
             filename: spec.get("filename").and_then(|f| f.as_str()).map(str::to_string),
             limits: field(&spec, "limits"),
             restart: field(&spec, "restart"),
-            ports: row.ports.as_deref().and_then(|p| serde_json::from_str(p).ok()).filter(|_| row.kind != "flow"),
-            gateway_direct_url: row
-                .ports
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                .and_then(|p| p.get("gateway_direct_url").and_then(|u| u.as_str()).map(str::to_string)),
+            // A flow keeps its direct gateway address in `ports`; pods and peas their addresses.
+            gateway_direct_url: published.as_ref().and_then(|p| p.get("gateway_direct_url")).and_then(|u| u.as_str()).map(str::to_string),
+            ports: published.filter(|_| row.kind != "flow"),
             spec,
             id: row.id,
             kind: row.kind,

@@ -136,7 +136,8 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
     // Messages name paths inside the workspace, never where the workspace is on the host.
     let hide_root = |e: String| e.replace(&format!("{}/", root.display()), "");
     let spec = FlowSpec::parse_with_env(&text, &root.join(&dir), &|name| envs.get(name).cloned()).map_err(|e| hide_root(format!("{filename}: {e}")))?;
-    let containers = 1 + spec.pods.iter().map(|p| p.pea_names().len() + if p.pea_names().len() > 1 { 2 } else { 0 }).sum::<usize>();
+    // The gateway, every pea, and a head and a tail for a pod of several peas.
+    let containers = 1 + spec.pods.iter().map(|p| p.shards * p.replicas).map(|n| if n > 1 { n + 2 } else { n }).sum::<usize>();
     if containers > MAX_CONTAINERS_PER_FLOW {
         return Err(format!("{filename}: the flow needs {containers} containers (gateway, peas, heads, tails); at most {MAX_CONTAINERS_PER_FLOW}"));
     }
@@ -224,11 +225,7 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
         }
         outputs.push((name.clone(), addr.clone()));
     }
-    for key in req.env.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(format!("env: `{key}` is not a variable name"));
-        }
-    }
+    check_env_names("env", req.env.keys())?;
     let mut args: Vec<String> = vec![
         "--uses".into(),
         req.uses.clone(),
@@ -250,18 +247,15 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     for (k, v) in &req.env {
         args.extend(["--env".into(), format!("{k}={v}")]);
     }
-    let shape = crate::runtime::pod::PodSpec {
-        name: req.name.clone(),
-        executor,
-        replicas: req.replicas,
-        shards: req.shards,
-        polling: Polling::default(),
-        needs: req.needs,
-        workspace: PathBuf::new(),
-        env: BTreeMap::new(),
-        container: None,
-    };
-    Ok(CheckedPod { peas: shape.pea_names(), args, outputs })
+    Ok(CheckedPod { peas: crate::runtime::pod::pea_names(&req.name, req.shards, req.replicas), args, outputs })
+}
+
+/// Environment variable names a container can be given.
+fn check_env_names<'a>(field: &str, mut names: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    match names.find(|k| k.is_empty() || k.contains('=') || k.contains('\0')) {
+        Some(bad) => Err(format!("{field}: `{bad}` is not a variable name")),
+        None => Ok(()),
+    }
 }
 
 fn check_common(limits: &Limits, restart: &RestartPolicy) -> Result<(), String> {
@@ -283,11 +277,7 @@ async fn startable_workspace(daemon: &Daemon, workspace_id: &str) -> Result<Obje
 pub async fn create_flow(daemon: &Daemon, req: FlowRequest) -> Result<DeploymentRow, DeployError> {
     let ws = startable_workspace(daemon, &req.workspace_id).await?;
     check_common(&req.limits, &req.restart).map_err(DeployError::InvalidFlow)?;
-    for key in req.envs.keys() {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(DeployError::InvalidFlow(format!("envs: `{key}` is not a variable name")));
-        }
-    }
+    check_env_names("envs", req.envs.keys()).map_err(DeployError::InvalidFlow)?;
     let root = daemon.config.workspaces_dir().join(ws.as_str());
     check_flow(&root, &req.filename, &req.envs).map_err(DeployError::InvalidFlow)?;
     let req = FlowRequest { workspace_id: ws.to_string(), ..req };

@@ -86,19 +86,7 @@ pub struct RunningPod {
 
 impl PodSpec {
     pub fn pea_names(&self) -> Vec<(usize, usize, String)> {
-        let mut names = Vec::new();
-        for shard in 0..self.shards {
-            for replica in 0..self.replicas {
-                let name = match (self.shards, self.replicas) {
-                    (1, 1) => self.name.clone(),
-                    (1, _) => format!("{}/rep-{replica}", self.name),
-                    (_, 1) => format!("{}/shard-{shard}", self.name),
-                    _ => format!("{}/shard-{shard}/rep-{replica}", self.name),
-                };
-                names.push((shard, replica, name));
-            }
-        }
-        names
+        pea_names(&self.name, self.shards, self.replicas)
     }
 
     pub fn context(&self, name: &str, shard: usize, replica: usize) -> ExecutorContext {
@@ -112,6 +100,23 @@ impl PodSpec {
             env: self.env.clone(),
         }
     }
+}
+
+/// The peas of a pod `name` with `shards` × `replicas`: (shard, replica, pea name).
+pub fn pea_names(name: &str, shards: usize, replicas: usize) -> Vec<(usize, usize, String)> {
+    let mut names = Vec::new();
+    for shard in 0..shards {
+        for replica in 0..replicas {
+            let pea = match (shards, replicas) {
+                (1, 1) => name.to_string(),
+                (1, _) => format!("{name}/rep-{replica}"),
+                (_, 1) => format!("{name}/shard-{shard}"),
+                _ => format!("{name}/shard-{shard}/rep-{replica}"),
+            };
+            names.push((shard, replica, pea));
+        }
+    }
+    names
 }
 
 /// Binds every node of the pod (the entry on `in_addr`/`ctrl_addr`, inner nodes on `inner`),

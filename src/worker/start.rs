@@ -243,8 +243,7 @@ async fn pods_ready(ip: &str, host: &str, published: &[(&plan::Planned, std::col
         }
         peas.insert(node.pea.clone(), json!(format!("tcp://{host}:{ctrl}")));
     }
-    let (entry, ports) = published.first()?;
-    let _ = entry;
+    let (_, ports) = published.first()?;
     Some(json!({
         "in": format!("tcp://{host}:{}", ports.get(&plan::DATA_PORT)?),
         "ctrl": format!("tcp://{host}:{}", ports.get(&plan::CTRL_PORT)?),

@@ -31,6 +31,11 @@ pub struct Containers {
     started: Vec<String>,
 }
 
+/// The container of pod `pod` of this `jinad flow` process.
+fn container_name(pod: &str) -> String {
+    format!("jinad-flow-{}-{pod}", std::process::id())
+}
+
 /// Whether process `pid` still runs a jinad (a crashed run's pid may have been reused).
 fn alive(pid: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("jinad")).unwrap_or(false)
@@ -58,7 +63,7 @@ impl Containers {
 
     /// Starts `pod` in a container; returns its (data, control) addresses as this host reaches them.
     pub fn start(&mut self, pod: &PodSpec, container: &ContainerPod, outputs: &[Output]) -> Result<(String, String), String> {
-        let name = format!("jinad-flow-{}-{}", std::process::id(), pod.name);
+        let name = container_name(&pod.name);
         let mut args = vec!["pod".to_string()];
         match &container.executor_args {
             Some(given) => args.extend(given.iter().cloned()),
@@ -120,7 +125,7 @@ impl Containers {
 
     /// Whether the pod's container stopped (or vanished).
     pub fn has_exited(&self, pod: &str) -> bool {
-        let name = format!("jinad-flow-{}-{pod}", std::process::id());
+        let name = container_name(pod);
         match self.runtime.block_on(self.engine.inspect_container(&name)) {
             Ok(Some(status)) => !status.running && !status.restarting,
             Ok(None) => self.started.contains(&name),
@@ -130,7 +135,7 @@ impl Containers {
 
     /// The last lines of a pod's container, for an error message.
     pub fn last_lines(&self, pod: &str) -> String {
-        let name = format!("jinad-flow-{}-{pod}", std::process::id());
+        let name = container_name(pod);
         self.runtime.block_on(self.engine.container_logs(&name, 20)).map(|l| l.join("\n")).unwrap_or_default()
     }
 
