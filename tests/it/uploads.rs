@@ -158,10 +158,19 @@ async fn later_uploads_never_write_through_links() {
     // failed build would.
     let store = jinad::store::Store::open(&daemon.db()).await.unwrap();
     let ws = jinad::ids::ObjectId::parse(jinad::ids::Kind::Workspace, &id).unwrap();
+    // The daemon's own build job may move the row meanwhile (it records the build's start before
+    // it finds the engine missing): a lost compare-and-set is tried again on the fresh row.
     let settle = || async {
-        let row = store.get_workspace(&ws).await.unwrap();
-        let change = jinad::store::WorkspaceChange::Fail { code: "build_failed".into(), message: "test".into() };
-        store.transition_workspace(&ws, row.seen(), change).await.unwrap();
+        for _ in 0..200 {
+            let row = store.get_workspace(&ws).await.unwrap();
+            let change = jinad::store::WorkspaceChange::Fail { code: "build_failed".into(), message: "test".into() };
+            match store.transition_workspace(&ws, row.seen(), change).await {
+                Ok(_) => return,
+                Err(jinad::store::StoreError::Conflict { .. }) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the row never settled");
     };
     settle().await;
 
