@@ -102,15 +102,30 @@ pub struct Config {
     #[arg(long, env = "JINAD_START_TIMEOUT", default_value_t = 60)]
     pub start_timeout: u64,
 
-    /// Host address the ports of flows, pods and peas are published on.
-    #[arg(long, env = "JINAD_PUBLISH_IP", default_value = "127.0.0.1")]
-    pub publish_ip: IpAddr,
+    /// Host address the ports of flows, pods and peas are published on. Default: 127.0.0.1 when
+    /// the API is bound to loopback, else the API's bind address (0.0.0.0: every interface).
+    #[arg(long, env = "JINAD_PUBLISH_IP")]
+    pub publish_ip: Option<IpAddr>,
 
-    /// Host name clients use to reach published ports (`gateway_url`, `ports`); default: the
-    /// publish address (127.0.0.1 when that is 0.0.0.0).
-    #[arg(long, env = "JINAD_PUBLIC_HOST")]
-    pub public_host: Option<String>,
+    /// The host name or address reported for published ports (`gateway_url`, `ports`), so that
+    /// other machines can reach them. Default: the publish address, or, when that is 0.0.0.0, the
+    /// host the request reached the daemon at (its `Host` header).
+    #[arg(long, alias = "public-host", env = "JINAD_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// A file holding the API token (or set JINAD_TOKEN). With a token, every route but `GET /`
+    /// and `GET /ready` needs `Authorization: Bearer <token>`. Required when `--host` is not a
+    /// loopback address.
+    #[arg(long, env = "JINAD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Longest lease a pod or pea may ask for (`lease_seconds`), in seconds.
+    #[arg(long, env = "JINAD_MAX_LEASE", default_value_t = 86_400)]
+    pub max_lease: u64,
 }
+
+/// Shortest token accepted: a guessable token is no protection.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 impl Config {
     pub fn db_path(&self) -> PathBuf {
@@ -119,12 +134,47 @@ impl Config {
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data_dir.join("workspaces")
     }
-    /// The host in `gateway_url` and in published addresses.
-    pub fn public_host(&self) -> String {
-        match (&self.public_host, self.publish_ip) {
+    /// Where published ports listen.
+    pub fn publish_ip(&self) -> IpAddr {
+        match self.publish_ip {
+            Some(ip) => ip,
+            None if self.host.is_loopback() => IpAddr::from([127, 0, 0, 1]),
+            None => self.host,
+        }
+    }
+
+    /// The host in `gateway_url` and in published addresses, for a request that reached the
+    /// daemon at `reached_at` (the host of its `Host` header, if any).
+    pub fn advertised_host(&self, reached_at: Option<&str>) -> String {
+        let ip = self.publish_ip();
+        match (&self.advertise_host, reached_at) {
             (Some(host), _) => host.clone(),
-            (None, ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
-            (None, ip) => ip.to_string(),
+            (None, _) if !ip.is_unspecified() => ip.to_string(),
+            (None, Some(host)) if !host.is_empty() => host.to_string(),
+            (None, _) => "127.0.0.1".to_string(),
+        }
+    }
+
+    /// The API token: `--token-file`, else `JINAD_TOKEN`; `None` without either. A daemon bound
+    /// to anything but loopback refuses to start without one.
+    pub fn api_token(&self) -> Result<Option<String>, String> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("--token-file {}: {e}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("JINAD_TOKEN").ok().map(|t| t.trim().to_string()),
+        };
+        match token {
+            Some(t) if t.len() < MIN_TOKEN_LEN => Err(format!("the API token must be at least {MIN_TOKEN_LEN} characters")),
+            Some(t) if t.chars().any(|c| c.is_control() || c.is_whitespace()) => Err("the API token must not hold spaces or control characters".into()),
+            None if !self.host.is_loopback() => Err(format!(
+                "--host {} is not a loopback address: give the API a token (--token-file FILE or JINAD_TOKEN), or bind 127.0.0.1",
+                self.host
+            )),
+            other => Ok(other),
         }
     }
     pub fn logs_dir(&self) -> PathBuf {

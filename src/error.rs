@@ -89,6 +89,7 @@ error_codes! {
     UnsafeArchiveLink = "unsafe_archive_link", Some(400), "A symlink points outside the workspace, dangles, or a path goes through one.";
     UnsafeArchiveEntry = "unsafe_archive_entry", Some(400), "An archive holds a device file, FIFO, socket or sparse file.";
     ArchiveTooLarge = "archive_too_large", Some(400), "The upload unpacks to more bytes or files than allowed.";
+    Unauthorized = "unauthorized", Some(401), "The daemon has a token (`--token-file`) and the request has no `Authorization: Bearer <token>` with it.";
     NotFound = "not_found", Some(404), "No such route.";
     InvalidFlow = "invalid_flow", Some(400), "The Flow YAML cannot run (missing, outside the workspace, bad YAML, unknown executor, unset `${{ ENV.X }}`); the message names the line or field.";
     InvalidPod = "invalid_pod", Some(400), "A pod's or pea's arguments are wrong (executor, `with`, replicas, shards, outputs, limits, restart policy); the message says which.";
@@ -98,6 +99,7 @@ error_codes! {
     WorkspaceBusy = "workspace_busy", Some(409), "A build of this workspace is running.";
     InvalidStateTransition = "invalid_state_transition", Some(409), "The request does not apply in the row's state.";
     WorkspaceNotActive = "workspace_not_active", Some(409), "The workspace is FAILED or being deleted: nothing starts in it.";
+    NoLease = "no_lease", Some(409), "The pod or pea was created without `lease_seconds`: there is no lease to renew.";
     UploadTooLarge = "upload_too_large", Some(413), "The request body is larger than `--max-upload-size`.";
     UnprocessableEntity = "unprocessable_entity", Some(422), "The body is well-formed but not what the route takes.";
     Internal = "internal", Some(500), "A bug or an unexpected local error; details are in the daemon's log.";
@@ -204,6 +206,9 @@ impl<'r> Responder<'r, 'static> for ApiError {
         response.set_status(self.code.status());
         if let Some(allow) = self.allow {
             response.set_header(rocket::http::Header::new("Allow", allow));
+        }
+        if self.code == Code::Unauthorized {
+            response.set_header(rocket::http::Header::new("WWW-Authenticate", "Bearer realm=\"jinad\""));
         }
         Ok(response)
     }

@@ -8,6 +8,8 @@ use crate::{api, reconcile, worker};
 
 pub async fn serve(config: Config) -> Result<(), String> {
     let reconcile_every = Duration::from_secs(config.reconcile_interval.max(1));
+    // Before anything else: a daemon reachable from other machines never runs without a token.
+    let token = config.api_token()?;
     let daemon = Daemon::open(config).await?;
     tracing::info!(daemon_id = %daemon.daemon_id, data_dir = %daemon.config.data_dir.display(), "starting");
 
@@ -25,6 +27,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     tokio::spawn(worker::run_scheduler(daemon.clone()));
     tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
+    tokio::spawn(crate::deployment::lease::run_expiry(daemon.clone()));
 
     let announce = rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
         Box::pin(async move {
@@ -32,7 +35,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             println!("jinad listening on http://{}:{}", rocket.config().address, rocket.config().port);
         })
     });
-    api::rocket(daemon.clone()).attach(announce).launch().await.map_err(|e| format!("API server: {e}"))?;
+    api::rocket(daemon.clone(), token.as_deref()).attach(announce).launch().await.map_err(|e| format!("API server: {e}"))?;
     daemon.store.close().await;
     Ok(())
 }

@@ -7,13 +7,13 @@ use rocket::data::{Data, ToByteUnit};
 use rocket::http::{ContentType, Status};
 use rocket::response::stream::ByteStream;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, routes, Route, State as Managed};
+use rocket::{delete, get, post, put, routes, Route, State as Managed};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::query::{single, strict_bool};
 use super::workspaces::id_schema;
-use super::Located;
+use super::{Located, ReachedAt};
 use crate::daemon::Daemon;
 use crate::deployment::{self, DeployError, FlowRequest, PodRequest};
 use crate::docker::{Limits, RestartPolicy};
@@ -29,7 +29,7 @@ id_schema!(PeaId, "jpea");
 pub fn routes() -> Vec<Route> {
     routes![
         create_flow, list_flows, get_flow, delete_flow, flow_logs, create_pod, list_pods, get_pod, delete_pod, pod_logs, create_pea,
-        list_peas, get_pea, delete_pea, pea_logs
+        list_peas, get_pea, delete_pea, pea_logs, renew_pod_lease, renew_pea_lease
     ]
 }
 
@@ -65,8 +65,44 @@ pub struct DeploymentView {
     pub spec: serde_json::Value,
     /// Starts attempted.
     pub starts: i64,
+    /// Set when the pod or pea was created with a lease: it is deleted unless renewed
+    /// (`PUT …/lease`) before `lease_expires_at`.
+    pub lease_seconds: Option<i64>,
+    pub lease_expires_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl DeploymentView {
+    /// The view with every published address naming `host` (see `--advertise-host`).
+    pub fn advertised(mut self, host: &str) -> Self {
+        fn rewrite(value: &mut serde_json::Value, host: &str) {
+            match value {
+                serde_json::Value::String(addr) => *addr = with_host(addr, host),
+                serde_json::Value::Object(map) => map.values_mut().for_each(|v| rewrite(v, host)),
+                serde_json::Value::Array(list) => list.iter_mut().for_each(|v| rewrite(v, host)),
+                _ => {}
+            }
+        }
+        self.gateway_url = self.gateway_url.map(|u| with_host(&u, host));
+        if let Some(ports) = self.ports.as_mut() {
+            rewrite(ports, host);
+        }
+        self
+    }
+}
+
+/// `scheme://HOST:PORT…` with `HOST` replaced (IPv6 hosts bracketed); anything else unchanged.
+fn with_host(addr: &str, host: &str) -> String {
+    let Some((scheme, rest)) = addr.split_once("://") else { return addr.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => {
+            let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+            format!("{scheme}://{host}:{port}{path}")
+        }
+        _ => addr.to_string(),
+    }
 }
 
 impl From<DeploymentRow> for DeploymentView {
@@ -93,14 +129,21 @@ impl From<DeploymentRow> for DeploymentView {
             workspace_id: row.workspace_id,
             gateway_url: row.gateway_url,
             starts: row.starts,
+            lease_seconds: row.lease_seconds,
+            lease_expires_at: row.lease_expires_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
     }
 }
 
-fn located(status: Status, kind: Kind, row: DeploymentRow) -> Located<DeploymentView> {
-    Located { status, location: format!("/{}s/{}", crate::store::deployments::kind_name(kind), row.id), body: row.into() }
+fn located(status: Status, kind: Kind, row: DeploymentRow, host: &str) -> Located<DeploymentView> {
+    Located { status, location: format!("/{}s/{}", crate::store::deployments::kind_name(kind), row.id), body: DeploymentView::from(row).advertised(host) }
+}
+
+/// The host published addresses are reported with, for a request that reached the daemon at `at`.
+fn host(daemon: &Daemon, at: &ReachedAt) -> String {
+    daemon.config.advertised_host(at.0.as_deref())
 }
 
 impl From<DeployError> for ApiError {
@@ -147,7 +190,7 @@ const CREATE_ERRORS: &[Code] = &[Code::BadRequest, Code::InvalidId, Code::Invali
         (status = 422, description = describe("Not a flow request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 // The query is read by `single`, strictly.
 #[post("/flows", data = "<data>")]
-pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri::Origin<'_>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
+pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, at: ReachedAt, uri: &rocket::http::uri::Origin<'_>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     let (workspace_id, filename) = (single(uri, "workspace_id")?, single(uri, "filename")?);
     let body: Option<FlowRequest> = json_body(data).await?;
     let request = match (body, workspace_id, filename) {
@@ -157,13 +200,13 @@ pub async fn create_flow(daemon: &Managed<Arc<Daemon>>, uri: &rocket::http::uri:
         (None, ..) => return Err(ApiError::new(Code::BadRequest, "`workspace_id` and `filename` are required (query or JSON body)")),
     };
     let row = deployment::create_flow(daemon, request).await?;
-    Ok(located(Status::Created, Kind::Flow, row))
+    Ok(located(Status::Created, Kind::Flow, row, &host(daemon, &at)))
 }
 
-async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
+async fn create(daemon: &Daemon, kind: Kind, at: &ReachedAt, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
     let request: PodRequest = json_body(data).await?.ok_or_else(|| ApiError::new(Code::BadRequest, "a JSON body is required"))?;
     let row = deployment::create_pod(daemon, kind, request).await?;
-    Ok(located(Status::Created, kind, row))
+    Ok(located(Status::Created, kind, row, &host(daemon, at)))
 }
 
 /// Start one pod on Docker (its head, peas and tail each in a container), with its data input and
@@ -178,11 +221,12 @@ async fn create(daemon: &Daemon, kind: Kind, data: Data<'_>) -> ApiResult<Locate
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pod request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/pods", data = "<data>")]
-pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
-    create(daemon, Kind::Pod, data).await
+pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, at: ReachedAt, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
+    create(daemon, Kind::Pod, &at, data).await
 }
 
-/// Start one pea on Docker (no replicas or shards), its ports published. As `POST /pods`.
+/// Start one pea on Docker, its ports published. As `POST /pods`; `replicas`/`shards` with
+/// `shard_id`/`replica_id` make it that one pea of a pod whose other peas run elsewhere.
 #[utoipa::path(post, path = "/peas", tag = "peas", operation_id = "create_pea", request_body = PodRequest,
     responses(
         (status = 201, description = "Queued (PENDING)", body = DeploymentView),
@@ -192,23 +236,59 @@ pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiRes
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pea request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/peas", data = "<data>")]
-pub async fn create_pea(daemon: &Managed<Arc<Daemon>>, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
-    create(daemon, Kind::Pea, data).await
+pub async fn create_pea(daemon: &Managed<Arc<Daemon>>, at: ReachedAt, data: Data<'_>) -> ApiResult<Located<DeploymentView>> {
+    create(daemon, Kind::Pea, &at, data).await
 }
 
-async fn list(daemon: &Daemon, kind: Kind) -> ApiResult<Json<Vec<DeploymentView>>> {
-    Ok(Json(daemon.store.list_deployments(kind).await?.into_iter().map(Into::into).collect()))
+async fn list(daemon: &Daemon, kind: Kind, at: &ReachedAt) -> ApiResult<Json<Vec<DeploymentView>>> {
+    let host = host(daemon, at);
+    Ok(Json(daemon.store.list_deployments(kind).await?.into_iter().map(|r| DeploymentView::from(r).advertised(&host)).collect()))
 }
 
-async fn get_one(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Json<DeploymentView>> {
+async fn get_one(daemon: &Daemon, kind: Kind, id: &str, at: &ReachedAt) -> ApiResult<Json<DeploymentView>> {
     let id = ObjectId::parse(kind, id)?;
-    Ok(Json(daemon.store.get_deployment(&id).await?.into()))
+    Ok(Json(DeploymentView::from(daemon.store.get_deployment(&id).await?).advertised(&host(daemon, at))))
 }
 
-async fn remove(daemon: &Daemon, kind: Kind, id: &str) -> ApiResult<Located<DeploymentView>> {
+async fn remove(daemon: &Daemon, kind: Kind, id: &str, at: &ReachedAt) -> ApiResult<Located<DeploymentView>> {
     let id = ObjectId::parse(kind, id)?;
     let row = deployment::delete(daemon, &id).await?;
-    Ok(located(Status::Accepted, kind, row))
+    Ok(located(Status::Accepted, kind, row, &host(daemon, at)))
+}
+
+async fn renew_lease(daemon: &Daemon, kind: Kind, id: &str, at: &ReachedAt) -> ApiResult<Json<DeploymentView>> {
+    let id = ObjectId::parse(kind, id)?;
+    match deployment::lease::renew(daemon, &id).await? {
+        Some(row) => Ok(Json(DeploymentView::from(row).advertised(&host(daemon, at)))),
+        None => Err(ApiError::new(Code::NoLease, format!("{id} was created without `lease_seconds`"))),
+    }
+}
+
+/// Renews a pod's lease: it now expires `lease_seconds` from now. A Flow renews the pods it
+/// started elsewhere every third of their lease.
+#[utoipa::path(put, path = "/pods/{id}/lease", tag = "pods", operation_id = "renew_pod_lease",
+    params(("id" = PodId, Path, description = "The pod's id")),
+    responses(
+        (status = 200, description = "Renewed", body = DeploymentView),
+        (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+        (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody),
+        (status = 409, description = describe("No lease, or being deleted", &[Code::NoLease, Code::InvalidStateTransition]), body = ErrorBody)))]
+#[put("/pods/<id>/lease")]
+pub async fn renew_pod_lease(daemon: &Managed<Arc<Daemon>>, id: &str, at: ReachedAt) -> ApiResult<Json<DeploymentView>> {
+    renew_lease(daemon, Kind::Pod, id, &at).await
+}
+
+/// Renews a pea's lease. As `PUT /pods/{id}/lease`.
+#[utoipa::path(put, path = "/peas/{id}/lease", tag = "peas", operation_id = "renew_pea_lease",
+    params(("id" = PeaId, Path, description = "The pea's id")),
+    responses(
+        (status = 200, description = "Renewed", body = DeploymentView),
+        (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
+        (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody),
+        (status = 409, description = describe("No lease, or being deleted", &[Code::NoLease, Code::InvalidStateTransition]), body = ErrorBody)))]
+#[put("/peas/<id>/lease")]
+pub async fn renew_pea_lease(daemon: &Managed<Arc<Daemon>>, id: &str, at: ReachedAt) -> ApiResult<Json<DeploymentView>> {
+    renew_lease(daemon, Kind::Pea, id, &at).await
 }
 
 /// The logs: what earlier containers of the row printed (collected when they stopped), then
@@ -263,8 +343,8 @@ macro_rules! kind_routes {
         #[utoipa::path(get, path = $plural, tag = $tag, operation_id = concat!("list_", $tag),
             responses((status = 200, description = concat!("All ", $tag), body = Vec<DeploymentView>)))]
         #[get($plural)]
-        pub async fn $list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<DeploymentView>>> {
-            list(daemon, $kind).await
+        pub async fn $list(daemon: &Managed<Arc<Daemon>>, at: ReachedAt) -> ApiResult<Json<Vec<DeploymentView>>> {
+            list(daemon, $kind, &at).await
         }
 
         #[doc = concat!("One ", $what, ": state, reason, workspace, containers with their peas and states, published addresses.")]
@@ -275,8 +355,8 @@ macro_rules! kind_routes {
                 (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
                 (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
         #[get($one)]
-        pub async fn $get(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Json<DeploymentView>> {
-            get_one(daemon, $kind, id).await
+        pub async fn $get(daemon: &Managed<Arc<Daemon>>, id: &str, at: ReachedAt) -> ApiResult<Json<DeploymentView>> {
+            get_one(daemon, $kind, id, &at).await
         }
 
         #[doc = concat!("Stop and remove a ", $what, ": 202, DELETING; its containers get SIGTERM (executors persist), then go, then the row.")]
@@ -287,8 +367,8 @@ macro_rules! kind_routes {
                 (status = 400, description = describe("Bad id", &[Code::InvalidId]), body = ErrorBody),
                 (status = 404, description = describe("Not found", &[Code::DeploymentNotFound]), body = ErrorBody)))]
         #[delete($one)]
-        pub async fn $delete(daemon: &Managed<Arc<Daemon>>, id: &str) -> ApiResult<Located<DeploymentView>> {
-            remove(daemon, $kind, id).await
+        pub async fn $delete(daemon: &Managed<Arc<Daemon>>, id: &str, at: ReachedAt) -> ApiResult<Located<DeploymentView>> {
+            remove(daemon, $kind, id, &at).await
         }
 
         #[doc = concat!("The ", $what, "'s container logs (plain text), each line prefixed with `[pea]`; kept after its containers stopped. `follow=true` streams until they stop.")]

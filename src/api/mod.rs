@@ -1,6 +1,7 @@
 //! The HTTP layer: rocket routes that translate between HTTP and the domain, one module per
 //! resource. Handlers never wait on Docker; they write rows and wake the workers.
 
+pub mod auth;
 pub mod deployments;
 pub mod openapi;
 pub mod query;
@@ -35,8 +36,25 @@ impl<'r, T: serde::Serialize> rocket::response::Responder<'r, 'static> for Locat
     }
 }
 
-/// The rocket application for a daemon, on the configured address.
-pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
+/// The host a request reached the daemon at (its `Host` header without the port), for the
+/// addresses the daemon reports ([`crate::config::Config::advertised_host`]).
+pub struct ReachedAt(pub Option<String>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for ReachedAt {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        let host = request.host().map(|h| h.domain().as_str().trim_start_matches('[').trim_end_matches(']').to_string());
+        // Only a plain host name or address is ever echoed back into a reported address.
+        let plain = host.filter(|h| !h.is_empty() && h.len() <= 253 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')));
+        rocket::request::Outcome::Success(ReachedAt(plain))
+    }
+}
+
+/// The rocket application for a daemon, on the configured address. `token`: the API token, if
+/// the daemon has one (every route but liveness and readiness then needs it).
+pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Rocket<Build> {
     let config = &daemon.config;
     let max = ByteUnit::from(config.max_upload_size);
     let figment = Figment::from(rocket::Config::default())
@@ -47,7 +65,12 @@ pub fn rocket(daemon: Arc<Daemon>) -> Rocket<Build> {
         .merge(("log_level", rocket::config::LogLevel::Critical))
         .merge(("cli_colors", false))
         .merge(("ident", concat!("jinad/", env!("CARGO_PKG_VERSION"))));
-    rocket::custom(figment)
+    let rocket = rocket::custom(figment);
+    let rocket = match token {
+        Some(token) => rocket.attach(auth::BearerAuth::new(token)).mount("/", auth::routes()),
+        None => rocket,
+    };
+    rocket
         .manage(daemon)
         .mount("/", status::routes())
         .mount("/", workspaces::routes())

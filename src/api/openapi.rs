@@ -1,7 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations. `jinad openapi` prints it;
 //! `openapi/openapi.json` is a committed copy that a test keeps in step.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use super::{deployments, status, workspaces};
 
@@ -10,16 +11,21 @@ use super::{deployments, status, workspaces};
     info(
         title = "jinad",
         description = "Upload projects as workspaces, build them into Docker images and run Flows, Pods and Peas. \
-                       Every error body is `{\"code\", \"message\"}` with a stable snake_case `code`.",
+                       Every error body is `{\"code\", \"message\"}` with a stable snake_case `code`. \
+                       A daemon started with a token (`--token-file`; required off loopback) wants \
+                       `Authorization: Bearer <token>` on every route but `GET /` and `GET /ready`, else 401 `unauthorized`.",
         license(name = "Apache-2.0")
     ),
     paths(
-        status::alive, status::status,
+        status::alive, status::ready, status::status,
         workspaces::create, workspaces::list, workspaces::get_one, workspaces::update, workspaces::remove, workspaces::logs,
         deployments::create_flow, deployments::list_flows, deployments::get_flow, deployments::delete_flow, deployments::flow_logs,
         deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,
         deployments::create_pea, deployments::list_peas, deployments::get_pea, deployments::delete_pea, deployments::pea_logs,
+        deployments::renew_pod_lease, deployments::renew_pea_lease,
     ),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
     components(schemas(
         crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId, deployments::FlowId, deployments::PodId,
         deployments::PeaId,
@@ -33,6 +39,24 @@ use super::{deployments, status, workspaces};
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme that `security` refers to, so generated clients send it.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            super::auth::SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The daemon's token (`--token-file` or `JINAD_TOKEN`); needed when the daemon has one"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub fn json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))

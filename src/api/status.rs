@@ -1,4 +1,5 @@
-//! `GET /status` and `GET /` (liveness, as in JinaD).
+//! `GET /status`, `GET /` (liveness, as in JinaD) and `GET /ready` (readiness). The last two
+//! answer without a token.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::error::ApiResult;
 use crate::ids::Kind;
 
 pub fn routes() -> Vec<Route> {
-    routes![alive, status]
+    routes![alive, ready, status]
 }
 
 /// Rows per state.
@@ -59,11 +60,22 @@ pub struct DaemonStatus {
     pub base_image_template: String,
 }
 
-/// Liveness: answers `{}` as soon as the daemon serves.
-#[utoipa::path(get, path = "/", tag = "status", responses((status = 200, description = "The daemon is alive", body = Object)))]
+/// Liveness: answers `{}` as soon as the daemon serves. Needs no token.
+#[utoipa::path(get, path = "/", tag = "status", security(()), responses((status = 200, description = "The daemon is alive", body = Object)))]
 #[get("/")]
 pub fn alive() -> Json<serde_json::Value> {
     Json(serde_json::json!({}))
+}
+
+/// Readiness: `{"ready": true}` once the daemon reconciled its rows with Docker and serves, while
+/// its database answers. Needs no token.
+#[utoipa::path(get, path = "/ready", tag = "status", security(()), responses(
+    (status = 200, description = "Ready", body = Object),
+    (status = 500, description = "The database does not answer", body = crate::error::ErrorBody)))]
+#[get("/ready")]
+pub async fn ready(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<serde_json::Value>> {
+    daemon.store.count_workspaces().await?;
+    Ok(Json(serde_json::json!({"ready": true})))
 }
 
 /// The daemon's version, uptime, rows per state and whether Docker is reachable.

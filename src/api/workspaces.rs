@@ -53,6 +53,10 @@ pub struct WorkspaceView {
     /// `exit_code`, and `ports` (container port → published `host:port`).
     #[schema(value_type = Option<Object>)]
     pub project: Option<serde_json::Value>,
+    /// `sha256:…` of the workspace's files when its last build started (paths and contents; see
+    /// `GET /workspaces?digest=`): a Flow elsewhere reuses a workspace whose digest matches its
+    /// project instead of uploading it again.
+    pub digest: Option<String>,
     /// Builds started so far.
     pub builds: i64,
     pub created_at: String,
@@ -72,6 +76,7 @@ impl From<WorkspaceRow> for WorkspaceView {
             image_id: row.image_id,
             image_tag: row.image_tag,
             network_id: row.network_id,
+            digest: row.digest,
             builds: row.builds,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -249,13 +254,15 @@ pub async fn update(
     Ok(located(Status::Ok, row))
 }
 
-/// Every workspace, oldest first.
+/// Every workspace, oldest first; with `digest`, only those whose files have that digest.
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", operation_id = "list_workspaces",
-    responses((status = 200, description = "All workspaces", body = Vec<WorkspaceView>)))]
-#[get("/workspaces")]
-pub async fn list(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<Vec<WorkspaceView>>> {
+    params(("digest" = Option<String>, Query, description = "Only workspaces whose `digest` is this (`sha256:…`)")),
+    responses((status = 200, description = "The workspaces", body = Vec<WorkspaceView>)))]
+#[get("/workspaces?<digest>")]
+pub async fn list(daemon: &Managed<Arc<Daemon>>, digest: Option<&str>) -> ApiResult<Json<Vec<WorkspaceView>>> {
     let rows = daemon.store.list_workspaces().await?;
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+    let wanted = |row: &WorkspaceRow| digest.is_none_or(|d| row.digest.as_deref() == Some(d));
+    Ok(Json(rows.into_iter().filter(wanted).map(Into::into).collect()))
 }
 
 /// One workspace: state, reason, image, network, files, settings, times.

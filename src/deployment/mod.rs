@@ -2,6 +2,7 @@
 //! are checked here before a row is written, and turned into containers by [`plan`] when the
 //! start job runs. The rows share the workspaces' life cycle and compare-and-set.
 
+pub mod lease;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -84,13 +85,32 @@ pub struct PodRequest {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Where results go: name → `tcp://HOST:PORT` as the container reaches it (the daemon's host
-    /// is `host.docker.internal`).
+    /// is `host.docker.internal`), or `bind`: the pod binds that output on a published port
+    /// (`ports.out.NAME`) and the consumer connects to it — how a Flow on another machine takes
+    /// a remote pod's results without the pod having to reach it.
     pub out: BTreeMap<String, String>,
+    /// A pea only: which pea of its pod it is, when the pod's other peas run elsewhere (a Flow
+    /// spreading one pod over several hosts): `replicas`/`shards` then describe the whole pod.
+    #[serde(default, deserialize_with = "crate::json_numbers::usize")]
+    #[schema(minimum = 0, maximum = 63)]
+    pub shard_id: usize,
+    #[serde(default, deserialize_with = "crate::json_numbers::usize")]
+    #[schema(minimum = 0, maximum = 63)]
+    pub replica_id: usize,
+    /// With a lease, the pod lives only while someone renews it (`PUT /pods/{id}/lease`) within
+    /// this many seconds; then it is deleted. A Flow on another machine sets it, so that what it
+    /// started goes away even when the Flow is killed or cut off.
+    #[serde(default, deserialize_with = "crate::json_numbers::option_u64")]
+    #[schema(minimum = 1)]
+    pub lease_seconds: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub restart: RestartPolicy,
 }
+
+/// The `out` value that makes a pod bind the output instead of connecting it.
+pub const BIND: &str = "bind";
 
 fn default_name() -> String {
     "pod".into()
@@ -142,6 +162,12 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
         return Err(format!("{filename}: the flow needs {containers} containers (gateway, peas, heads, tails); at most {MAX_CONTAINERS_PER_FLOW}"));
     }
     for pod in &spec.pods {
+        if pod.remote.is_some() {
+            return Err(format!(
+                "{filename}: executor `{}`: `host:` pods are for `jinad flow` (it starts them on that host); a flow on a daemon runs every pod here",
+                pod.name
+            ));
+        }
         if pod.container.is_some() {
             return Err(format!(
                 "{filename}: executor `{}`: `docker://`/`image:` pods are for `jinad flow`; here every pod already runs in a container of the workspace image",
@@ -173,8 +199,17 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     if !valid_name(&req.name) || req.name == "gateway" {
         return Err(format!("name: `{}` must start with a letter or `_`, hold only letters, digits, `_`, `-` (at most 64), and not be `gateway`", req.name));
     }
-    if kind == Kind::Pea && (req.replicas != 1 || req.shards != 1) {
-        return Err("a pea has no replicas or shards: use POST /pods".into());
+    if kind == Kind::Pod && (req.shard_id != 0 || req.replica_id != 0) {
+        return Err("shard_id/replica_id: only a pea is one pea of its pod (POST /peas)".into());
+    }
+    if kind == Kind::Pea && (req.shard_id >= req.shards || req.replica_id >= req.replicas) {
+        return Err(format!(
+            "shard_id/replica_id: a pea of a pod of {} shards × {} replicas is shard 0..{} and replica 0..{}",
+            req.shards,
+            req.replicas,
+            req.shards.saturating_sub(1),
+            req.replicas.saturating_sub(1)
+        ));
     }
     for (field, n) in [("replicas", req.replicas), ("shards", req.shards)] {
         if n == 0 || n > MAX_PEAS_PER_POD {
@@ -212,16 +247,23 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     };
     Polling::from_spec(polling).map_err(|e| format!("polling: {e}"))?;
     if req.out.is_empty() {
-        return Err("out: at least one output `name: tcp://HOST:PORT` is needed".into());
+        return Err("out: at least one output `name: tcp://HOST:PORT` (or `name: bind`) is needed".into());
+    }
+    if req.out.len() > plan::MAX_OUTPUTS {
+        return Err(format!("out: at most {} outputs", plan::MAX_OUTPUTS));
     }
     let mut outputs = Vec::new();
     for (name, addr) in &req.out {
         if !valid_name(name) {
             return Err(format!("out: `{name}` is not a valid name"));
         }
+        if addr == BIND {
+            outputs.push((name.clone(), addr.clone()));
+            continue;
+        }
         let port_ok = addr.strip_prefix("tcp://").and_then(|a| a.rsplit_once(':')).is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
         if !port_ok {
-            return Err(format!("out.{name}: `{addr}` is not tcp://HOST:PORT"));
+            return Err(format!("out.{name}: `{addr}` is not tcp://HOST:PORT or `bind`"));
         }
         outputs.push((name.clone(), addr.clone()));
     }
@@ -247,7 +289,13 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     for (k, v) in &req.env {
         args.extend(["--env".into(), format!("{k}={v}")]);
     }
-    Ok(CheckedPod { peas: crate::runtime::pod::pea_names(&req.name, req.shards, req.replicas), args, outputs })
+    let mut peas = crate::runtime::pod::pea_names(&req.name, req.shards, req.replicas);
+    if kind == Kind::Pea {
+        // One pea of its pod: only that one runs here, as that shard and replica.
+        peas.retain(|(shard, replica, _)| *shard == req.shard_id && *replica == req.replica_id);
+        args.extend(["--shard-id".into(), req.shard_id.to_string(), "--replica-id".into(), req.replica_id.to_string()]);
+    }
+    Ok(CheckedPod { peas, args, outputs })
 }
 
 /// Environment variable names a container can be given.
@@ -261,6 +309,13 @@ fn check_env_names<'a>(field: &str, mut names: impl Iterator<Item = &'a String>)
 fn check_common(limits: &Limits, restart: &RestartPolicy) -> Result<(), String> {
     limits.check()?;
     restart.check()
+}
+
+fn check_lease(daemon: &Daemon, lease_seconds: Option<u64>) -> Result<(), String> {
+    match lease_seconds {
+        Some(s) if s == 0 || s > daemon.config.max_lease => Err(format!("lease_seconds: must be between 1 and {} (--max-lease)", daemon.config.max_lease)),
+        _ => Ok(()),
+    }
 }
 
 /// The workspace a request names, if something may start in it (PENDING: the start waits for
@@ -281,21 +336,23 @@ pub async fn create_flow(daemon: &Daemon, req: FlowRequest) -> Result<Deployment
     let root = daemon.config.workspaces_dir().join(ws.as_str());
     check_flow(&root, &req.filename, &req.envs).map_err(DeployError::InvalidFlow)?;
     let req = FlowRequest { workspace_id: ws.to_string(), ..req };
-    insert(daemon, Kind::Flow, &ws, serde_json::to_value(&req).unwrap_or_default()).await
+    insert(daemon, Kind::Flow, &ws, serde_json::to_value(&req).unwrap_or_default(), None).await
 }
 
 pub async fn create_pod(daemon: &Daemon, kind: Kind, req: PodRequest) -> Result<DeploymentRow, DeployError> {
     let ws = startable_workspace(daemon, &req.workspace_id).await?;
     check_common(&req.limits, &req.restart).map_err(DeployError::InvalidPod)?;
+    check_lease(daemon, req.lease_seconds).map_err(DeployError::InvalidPod)?;
     let root = daemon.config.workspaces_dir().join(ws.as_str());
     check_pod(&root, kind, &req).map_err(DeployError::InvalidPod)?;
     let req = PodRequest { workspace_id: ws.to_string(), ..req };
-    insert(daemon, kind, &ws, serde_json::to_value(&req).unwrap_or_default()).await
+    let lease = req.lease_seconds;
+    insert(daemon, kind, &ws, serde_json::to_value(&req).unwrap_or_default(), lease).await
 }
 
-async fn insert(daemon: &Daemon, kind: Kind, ws: &ObjectId, spec: Value) -> Result<DeploymentRow, DeployError> {
+async fn insert(daemon: &Daemon, kind: Kind, ws: &ObjectId, spec: Value, lease_seconds: Option<u64>) -> Result<DeploymentRow, DeployError> {
     let id = ObjectId::mint(kind);
-    let row = daemon.store.insert_deployment(&id, kind, ws, &spec).await.map_err(|e| match e {
+    let row = daemon.store.insert_deployment(&id, kind, ws, &spec, lease_seconds).await.map_err(|e| match e {
         StoreError::Conflict { id, actual, .. } => DeployError::WorkspaceNotActive(id, actual),
         other => other.into(),
     })?;

@@ -14,6 +14,10 @@ pub const CTRL_PORT: u16 = 5556;
 pub const RETURNS_PORT: u16 = 5557;
 /// The gateway's HTTP port.
 pub const HTTP_PORT: u16 = 8080;
+/// The first port a pod binds an output on (`out: {NAME: bind}`), one per output.
+pub const BOUND_OUT_PORT: u16 = 5560;
+/// Outputs one pod may have.
+pub const MAX_OUTPUTS: usize = 32;
 
 /// One container to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +29,8 @@ pub struct Planned {
     pub args: Vec<String>,
     /// Container ports published on the host.
     pub publish: Vec<u16>,
+    /// Outputs this node binds (`out: {NAME: bind}`): name and container port.
+    pub bound_outputs: Vec<(String, u16)>,
 }
 
 fn addr(container: &str, port: u16) -> String {
@@ -79,20 +85,32 @@ fn plan_pod(
         );
         args
     };
-    let outs = |args: &mut Vec<String>, outputs: &[(String, String)]| {
+    // Connected outputs go to their address; a bound one (`bind`) gets its own published port.
+    let outs = |args: &mut Vec<String>, publish: &mut Vec<u16>, outputs: &[(String, String)]| -> Vec<(String, u16)> {
+        let mut bound = Vec::new();
         for (name, address) in outputs {
-            args.extend(["--out".to_string(), format!("{name}={address}")]);
+            if address == super::BIND {
+                let port = BOUND_OUT_PORT + bound.len() as u16;
+                args.extend(["--out-bind".to_string(), format!("{name}=tcp://0.0.0.0:{port}")]);
+                publish.push(port);
+                bound.push((name.clone(), port));
+            } else {
+                args.extend(["--out".to_string(), format!("{name}={address}")]);
+            }
         }
+        bound
     };
     let ctrl = if publish_ctrl { vec![CTRL_PORT] } else { vec![] };
     let entry_publish = if publish_ctrl { vec![DATA_PORT, CTRL_PORT] } else { vec![] };
     if peas.len() == 1 {
         let container = take();
-        let mut args = base(pod, &container);
-        outs(&mut args, outputs);
+        // A lone pea may be one pea of a pod spread over hosts: it runs under its own name.
+        let mut args = base(&peas[0].2, &container);
+        let mut publish = entry_publish;
+        let bound_outputs = outs(&mut args, &mut publish, outputs);
         return PodNodes {
             entry: container.clone(),
-            containers: vec![Planned { pea: peas[0].2.clone(), name: container, args, publish: entry_publish }],
+            containers: vec![Planned { pea: peas[0].2.clone(), name: container, args, publish, bound_outputs }],
         };
     }
     let head = take();
@@ -105,17 +123,19 @@ fn plan_pod(
     for ((shard, _, pea), container) in peas.iter().zip(&pea_containers) {
         head_args.extend(["--shard-out".into(), format!("{shard}={pea}={}", addr(container, DATA_PORT))]);
     }
-    containers.push(Planned { pea: format!("{pod}/head"), name: head.clone(), args: head_args, publish: entry_publish });
+    containers.push(Planned { pea: format!("{pod}/head"), name: head.clone(), args: head_args, publish: entry_publish, bound_outputs: vec![] });
     for ((shard, replica, pea), container) in peas.iter().zip(&pea_containers) {
         let mut args = base(pea, container);
         args.extend(["--shard-id".into(), shard.to_string(), "--replica-id".into(), replica.to_string()]);
-        outs(&mut args, &[(tail_name.clone(), addr(&tail, DATA_PORT))]);
-        containers.push(Planned { pea: pea.clone(), name: container.clone(), args, publish: ctrl.clone() });
+        let mut publish = ctrl.clone();
+        outs(&mut args, &mut publish, &[(tail_name.clone(), addr(&tail, DATA_PORT))]);
+        containers.push(Planned { pea: pea.clone(), name: container.clone(), args, publish, bound_outputs: vec![] });
     }
     let mut tail_args = base(&tail_name, &tail);
     tail_args.extend(["--role".into(), "tail".into()]);
-    outs(&mut tail_args, outputs);
-    containers.push(Planned { pea: tail_name, name: tail, args: tail_args, publish: ctrl });
+    let mut publish = ctrl;
+    let bound_outputs = outs(&mut tail_args, &mut publish, outputs);
+    containers.push(Planned { pea: tail_name, name: tail, args: tail_args, publish, bound_outputs });
     PodNodes { entry: head, containers }
 }
 
@@ -150,7 +170,7 @@ pub fn flow(id: &ObjectId, spec: &FlowSpec, yaml: &str) -> Vec<Planned> {
     for node in pods.iter().flat_map(|p| &p.containers) {
         args.extend(["--pea".into(), format!("{}={}", node.pea, addr(&node.name, CTRL_PORT))]);
     }
-    let mut containers = vec![Planned { pea: "gateway".into(), name: gateway, args, publish: vec![HTTP_PORT] }];
+    let mut containers = vec![Planned { pea: "gateway".into(), name: gateway, args, publish: vec![HTTP_PORT], bound_outputs: vec![] }];
     containers.extend(pods.into_iter().flat_map(|p| p.containers));
     containers
 }

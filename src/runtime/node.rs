@@ -79,6 +79,11 @@ impl Node {
         &self.bound.in_addr
     }
 
+    /// Also take requests from the PUSH socket bound at `addr` (a remote pod's output).
+    pub fn pull_from(&self, addr: &str) -> Result<(), SocketError> {
+        sockets::pull_from(&self.bound.input, addr)
+    }
+
     pub fn ctrl_addr(&self) -> &str {
         &self.bound.ctrl_addr
     }

@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Map, Value};
 
 use super::executor::ExecutorSpec;
+use super::flow::remote::RemoteOptions;
 use super::flow::{FlowSpec, RunningFlow};
 use super::gateway::{self, Dispatcher, GatewayPlan};
 use super::message::{self, ControlReply, ControlRequest, Kind};
@@ -49,6 +50,13 @@ pub struct FlowArgs {
     /// How the peas of this process talk: `inproc` (ZeroMQ in-process, fastest) or `tcp` (loopback).
     #[arg(long, value_enum, default_value = "inproc")]
     pub transport: TransportArg,
+    /// Lease of the pods started on `host:` daemons, in seconds: a host deletes them when the
+    /// Flow has not renewed it for this long (the Flow was killed or cut off).
+    #[arg(long, default_value_t = 30)]
+    pub remote_lease: u64,
+    /// Seconds a `host:` daemon may take to build the uploaded project and start a pod.
+    #[arg(long, default_value_t = 600)]
+    pub remote_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +96,10 @@ pub struct PodArgs {
     /// Where results go, `NAME=tcp://HOST:PORT`; repeat for several.
     #[arg(long = "out", value_parser = named_addr)]
     pub outputs: Vec<(String, String)>,
+    /// Results for `NAME`, on a PUSH socket this process binds at `tcp://HOST:PORT`: the consumer
+    /// connects to it (a remote pod's results to a Flow on another machine); repeat for several.
+    #[arg(long = "out-bind", value_parser = named_addr)]
+    pub bound_outputs: Vec<(String, String)>,
     /// `KEY=VALUE`, set on this process for the executor.
     #[arg(long = "env", value_parser = key_value)]
     pub env: Vec<(String, String)>,
@@ -212,7 +224,8 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
     // Ctrl-C / SIGTERM while starting: stop what started (containers included) and exit.
     let interrupted = stop_signal();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let flow = RunningFlow::start_until(spec, args.transport.into(), &interrupted)?;
+    let remote = RemoteOptions { lease: Duration::from_secs(args.remote_lease.max(1)), start_timeout: Duration::from_secs(args.remote_timeout.max(1)) };
+    let flow = RunningFlow::start_until(spec, args.transport.into(), &interrupted, &remote)?;
     if interrupted.load(Ordering::SeqCst) {
         let problems = flow.stop();
         return if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
@@ -253,14 +266,31 @@ fn pod_spec(args: &PodArgs, pod_name: &str) -> Result<PodSpec, String> {
         workspace: args.workspace.join(pod_name),
         env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
         container: None,
+        remote: None,
     })
 }
 
 fn need_outputs(args: &PodArgs) -> Result<(), String> {
-    if args.outputs.is_empty() {
-        return Err("at least one --out NAME=ADDR is needed".into());
+    if args.outputs.is_empty() && args.bound_outputs.is_empty() {
+        return Err("at least one --out NAME=ADDR (or --out-bind NAME=ADDR) is needed".into());
     }
     Ok(())
+}
+
+/// The outputs of `--out` (connected) and `--out-bind` (bound).
+fn outputs_of(args: &PodArgs) -> Vec<Output> {
+    let connected = args.outputs.iter().map(|(name, addr)| Output::to(name, addr));
+    connected.chain(args.bound_outputs.iter().map(|(name, addr)| Output { name: name.clone(), addr: addr.clone(), bind: true })).collect()
+}
+
+/// `{"NAME": address}` of the bound outputs among `targets`, as peers reach them.
+fn bound_addresses(targets: &[sockets::Target], args: &PodArgs) -> Value {
+    let bound: Map<String, Value> = targets
+        .iter()
+        .filter(|t| args.bound_outputs.iter().any(|(name, _)| *name == t.name))
+        .map(|t| (t.name.clone(), json!(sockets::advertised(&t.addr, args.advertise.as_deref()))))
+        .collect();
+    Value::Object(bound)
 }
 
 /// `jinad pea`: one node in this process — a pea (one executor), or the head or tail of a pod
@@ -290,9 +320,10 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
         std::env::set_var(k, v);
     }
     let sock = |e: sockets::SocketError| e.to_string();
-    let connect = |outs: &[(String, String)]| -> Result<Vec<sockets::Target>, String> {
-        outs.iter().map(|(name, addr)| sockets::Target::connect(name, addr).map_err(sock)).collect()
+    let open = |outs: &[Output]| -> Result<Vec<sockets::Target>, String> {
+        outs.iter().map(|o| sockets::Target::open(&o.name, &o.addr, o.bind).map_err(sock)).collect()
     };
+    let mut out_addresses = json!({});
     let bound = node::bind(&format!("tcp://{}:{}", args.host, args.port_in), &format!("tcp://{}:{}", args.host, args.port_ctrl)).map_err(sock)?;
     let node = match args.role {
         NodeRole::Pea => {
@@ -301,7 +332,9 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
             let executor = spec.executor.build(&context)?;
             // A lone pea joins its pod's `needs`; behind a head it sees whole requests.
             let needs = if spec.shards * spec.replicas == 1 { spec.needs } else { 1 };
-            let role = Role::Pea { executor, pod: spec.name.clone(), outputs: connect(&args.outputs)? };
+            let outputs = open(&outputs_of(&args))?;
+            out_addresses = bound_addresses(&outputs, &args);
+            let role = Role::Pea { executor, pod: spec.name.clone(), outputs };
             Node::new(&args.name, role, bound).joining(needs)
         }
         NodeRole::Head => {
@@ -325,7 +358,9 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
         }
         NodeRole::Tail => {
             need_outputs(&args)?;
-            let role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, outputs: connect(&args.outputs)? };
+            let outputs = open(&outputs_of(&args))?;
+            out_addresses = bound_addresses(&outputs, &args);
+            let role = Role::Tail { polling: spec.polling.clone(), shards: spec.shards, outputs };
             Node::new(&args.name, role, bound)
         }
     };
@@ -336,6 +371,7 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
         "role": format!("{:?}", args.role).to_lowercase(),
         "in": sockets::advertised(node.in_addr(), advertise),
         "ctrl": sockets::advertised(&local_ctrl, advertise),
+        "out": out_addresses,
     });
     let stop = stop_signal();
     let handle = node.spawn().map_err(|e| format!("cannot start the node's thread: {e}"))?;
@@ -366,7 +402,7 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
     for (k, v) in &spec.env {
         std::env::set_var(k, v);
     }
-    let outputs: Vec<Output> = args.outputs.iter().map(|(name, addr)| Output { name: name.clone(), addr: addr.clone() }).collect();
+    let outputs = outputs_of(&args);
     let in_addr = format!("tcp://{}:{}", args.host, args.port_in);
     let (ctrl, ctrl_addr) =
         sockets::bind(zmq::REP, &format!("tcp://{}:{}", args.host, args.port_ctrl)).map_err(|e| e.to_string())?;
@@ -374,7 +410,8 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
     let running = pod::start(&spec, &in_addr, &Transport::Inproc.local_addr(), Transport::Inproc, &outputs).map_err(|e| e.to_string())?;
     running.wait_ready(Instant::now() + Duration::from_secs(30)).map_err(|e| e.to_string())?;
     let advertise = args.advertise.as_deref();
-    println!("{}", json!({"name": spec.name, "in": sockets::advertised(&running.in_addr, advertise), "ctrl": sockets::advertised(&ctrl_addr, advertise), "peas": spec.pea_names().into_iter().map(|p| p.2).collect::<Vec<_>>()}));
+    let out: Map<String, Value> = args.bound_outputs.iter().map(|(name, addr)| (name.clone(), json!(sockets::advertised(addr, advertise)))).collect();
+    println!("{}", json!({"name": spec.name, "in": sockets::advertised(&running.in_addr, advertise), "ctrl": sockets::advertised(&ctrl_addr, advertise), "out": out, "peas": spec.pea_names().into_iter().map(|p| p.2).collect::<Vec<_>>()}));
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let nodes = running.nodes.clone();
     loop {

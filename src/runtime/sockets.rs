@@ -4,6 +4,12 @@
 //! for control; it sends with one PUSH socket per downstream node, connected to that node's PULL.
 //! PUSH sockets use `ZMQ_IMMEDIATE` (nothing is queued for a peer that is not connected) and a send
 //! timeout, so a dead peer turns into an error instead of an unbounded queue or a hang.
+//!
+//! Across machines (a remote pod, see ARCHITECTURE.md) the direction flips for what comes back:
+//! the remote pod *binds* its output ([`Target::bind`]) and the Flow's PULL *connects* to it
+//! ([`pull_from`]), so the remote side never needs an address of the Flow's machine. TCP sockets
+//! send ZeroMQ heartbeats: a peer behind a cut link is dropped within [`HEARTBEAT_TIMEOUT`], and
+//! sends to it then fail (and are answered as errors) instead of vanishing into a dead connection.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,6 +18,10 @@ use super::message::{self, ControlReply, ControlRequest, Kind};
 
 /// How long a send waits for a connected peer before the request fails as `unreachable`.
 pub const SEND_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How often a TCP connection is probed, and how long without an answer drops it.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(3000);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -33,11 +43,22 @@ fn zerr<'a>(action: &'static str, addr: &'a str) -> impl FnOnce(zmq::Error) -> S
     move |source| SocketError::Zmq { action, addr: addr.to_string(), source }
 }
 
+/// ZeroMQ heartbeats on a TCP socket (`inproc` and `ipc` need none).
+fn heartbeats(socket: &zmq::Socket, addr: &str) -> Result<(), SocketError> {
+    if addr.starts_with("tcp://") {
+        socket.set_heartbeat_ivl(HEARTBEAT_INTERVAL.as_millis() as i32).map_err(zerr("configure", addr))?;
+        socket.set_heartbeat_timeout(HEARTBEAT_TIMEOUT.as_millis() as i32).map_err(zerr("configure", addr))?;
+        socket.set_heartbeat_ttl(2 * HEARTBEAT_TIMEOUT.as_millis() as i32).map_err(zerr("configure", addr))?;
+    }
+    Ok(())
+}
+
 /// Binds `kind` on `addr` (`tcp://HOST:PORT`, port 0 = any free port, or `inproc://NAME`) and
 /// returns the socket with the address peers connect to.
 pub fn bind(kind: zmq::SocketType, addr: &str) -> Result<(zmq::Socket, String), SocketError> {
     let socket = context().socket(kind).map_err(zerr("create a socket for", addr))?;
     socket.set_linger(0).map_err(zerr("configure", addr))?;
+    heartbeats(&socket, addr)?;
     let wanted = match addr.strip_suffix(":0") {
         Some(prefix) if addr.starts_with("tcp://") => format!("{prefix}:*"),
         _ => addr.to_string(),
@@ -77,14 +98,43 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn connect(name: &str, addr: &str) -> Result<Self, SocketError> {
+    fn push_socket(addr: &str) -> Result<zmq::Socket, SocketError> {
         let socket = context().socket(zmq::PUSH).map_err(zerr("create a socket for", addr))?;
         socket.set_linger(0).map_err(zerr("configure", addr))?;
         socket.set_immediate(true).map_err(zerr("configure", addr))?;
         socket.set_sndtimeo(SEND_TIMEOUT.as_millis() as i32).map_err(zerr("configure", addr))?;
         socket.set_sndhwm(10_000).map_err(zerr("configure", addr))?;
+        heartbeats(&socket, addr)?;
+        Ok(socket)
+    }
+
+    pub fn connect(name: &str, addr: &str) -> Result<Self, SocketError> {
+        let socket = Self::push_socket(addr)?;
         socket.connect(addr).map_err(zerr("connect to", addr))?;
         Ok(Target { name: name.to_string(), addr: addr.to_string(), socket })
+    }
+
+    /// A PUSH socket bound at `addr` that the consumer `name` connects its PULL to
+    /// ([`pull_from`]): how a remote pod hands its results to a Flow on another machine. Until
+    /// the consumer is connected, sends fail after [`SEND_TIMEOUT`] like sends to a dead peer.
+    pub fn bind(name: &str, addr: &str) -> Result<Self, SocketError> {
+        let socket = Self::push_socket(addr)?;
+        let wanted = match addr.strip_suffix(":0") {
+            Some(prefix) if addr.starts_with("tcp://") => format!("{prefix}:*"),
+            _ => addr.to_string(),
+        };
+        socket.bind(&wanted).map_err(zerr("bind", addr))?;
+        let bound = socket.get_last_endpoint().map_err(zerr("read the endpoint of", addr))?.unwrap_or_else(|_| wanted.clone());
+        Ok(Target { name: name.to_string(), addr: connectable(&bound), socket })
+    }
+
+    /// [`Target::bind`] when `bind`, else [`Target::connect`].
+    pub fn open(name: &str, addr: &str, bind: bool) -> Result<Self, SocketError> {
+        if bind {
+            Self::bind(name, addr)
+        } else {
+            Self::connect(name, addr)
+        }
     }
 
     /// Sends without waiting: `false` if the peer is not connected or its queue is full.
@@ -96,6 +146,12 @@ impl Target {
     pub fn send(&self, frame: &[u8]) -> Result<(), SocketError> {
         self.socket.send(frame, 0).map_err(zerr("send to", &self.addr))
     }
+}
+
+/// Makes the PULL socket `input` also receive from the PUSH socket bound at `addr` (a remote
+/// pod's output), besides what is pushed to its own bound address.
+pub fn pull_from(input: &zmq::Socket, addr: &str) -> Result<(), SocketError> {
+    input.connect(addr).map_err(zerr("connect to", addr))
 }
 
 /// Sends one control command to the REP socket at `addr` and waits at most `timeout` for the reply.

@@ -28,6 +28,10 @@ pub struct DeploymentRow {
     pub starts: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Set for a deployment made for a Flow elsewhere: it must be renewed within this many seconds.
+    pub lease_seconds: Option<i64>,
+    /// When the lease runs out (UTC, like `created_at`); then the row is deleted.
+    pub lease_expires_at: Option<String>,
 }
 
 /// One container of a deployment as the row remembers it.
@@ -103,16 +107,21 @@ impl Store {
         kind: Kind,
         workspace: &ObjectId,
         spec: &serde_json::Value,
+        lease_seconds: Option<u64>,
     ) -> Result<DeploymentRow, StoreError> {
         let result = sqlx::query_as::<_, DeploymentRow>(
-            "INSERT INTO deployments (id, kind, workspace_id, state, spec) \
-             SELECT ?, ?, ?, 'PENDING', ? WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ? AND state IN ('PENDING', 'ACTIVE')) \
+            "INSERT INTO deployments (id, kind, workspace_id, state, spec, lease_seconds, lease_expires_at) \
+             SELECT ?, ?, ?, 'PENDING', ?, ?, CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ? || ' seconds') END \
+             WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ? AND state IN ('PENDING', 'ACTIVE')) \
              RETURNING *",
         )
         .bind(id.as_str())
         .bind(kind_name(kind))
         .bind(workspace.as_str())
         .bind(spec.to_string())
+        .bind(lease_seconds.map(|s| s as i64))
+        .bind(lease_seconds.map(|s| s as i64))
+        .bind(lease_seconds.map(|s| s as i64))
         .bind(workspace.as_str())
         .fetch_optional(self.pool())
         .await;
@@ -202,6 +211,38 @@ impl Store {
         }
         let actual = self.get_deployment(id).await?.state;
         Err(StoreError::Conflict { id: id.clone(), expected: State::Deleting, actual })
+    }
+
+    /// Renews the lease of a leased row that is not being deleted (`lease_seconds` from now).
+    /// `Ok(None)`: the row has no lease.
+    pub async fn renew_lease(&self, id: &ObjectId) -> Result<Option<DeploymentRow>, StoreError> {
+        let row = self.get_deployment(id).await?;
+        if row.lease_seconds.is_none() {
+            return Ok(None);
+        }
+        let renewed = sqlx::query_as::<_, DeploymentRow>(
+            "UPDATE deployments SET lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || lease_seconds || ' seconds') \
+             WHERE id = ? AND lease_seconds IS NOT NULL AND state != 'DELETING' RETURNING *",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        match renewed {
+            Some(row) => Ok(Some(row)),
+            None => {
+                let actual = self.get_deployment(id).await?.state;
+                Err(StoreError::Conflict { id: id.clone(), expected: State::Active, actual })
+            }
+        }
+    }
+
+    /// Leased rows whose lease ran out and that are not being deleted yet.
+    pub async fn expired_leases(&self) -> Result<Vec<DeploymentRow>, StoreError> {
+        Ok(sqlx::query_as::<_, DeploymentRow>(
+            "SELECT * FROM deployments WHERE lease_expires_at IS NOT NULL AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AND state != 'DELETING' ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Whether a deployment row with this id exists; reconciliation uses it to find orphans.

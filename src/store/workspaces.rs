@@ -30,6 +30,8 @@ pub struct WorkspaceRow {
     pub subnet: Option<String>,
     /// JSON: the `.jinad` `run` container (name, state, published ports).
     pub project: Option<String>,
+    /// `sha256:…` of the files when the last build started ([`crate::workspace::digest`]).
+    pub digest: Option<String>,
 }
 
 impl WorkspaceRow {
@@ -62,7 +64,7 @@ pub enum WorkspaceChange {
     /// The build started: record the parsed settings and the files it builds (listed from disk
     /// again, so the row says what is there even after an update a crash cut short), and count
     /// the build (stays PENDING).
-    BuildStarted { settings: serde_json::Value, files: Vec<String> },
+    BuildStarted { settings: serde_json::Value, files: Vec<String>, digest: String },
     Activate { image_id: String, image_tag: String, network_id: String },
     /// The `.jinad` `run` container as started or last seen (state unchanged); `None`: there is none.
     Project { project: Option<serde_json::Value> },
@@ -171,9 +173,9 @@ impl Store {
                 vec![Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))],
             ),
             WorkspaceChange::Requeue { files: None } => ("error_code = NULL, error_message = NULL".into(), vec![]),
-            WorkspaceChange::BuildStarted { settings, files } => (
-                "settings = ?, files = ?, builds = builds + 1".into(),
-                vec![Some(settings.to_string()), Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into()))],
+            WorkspaceChange::BuildStarted { settings, files, digest } => (
+                "settings = ?, files = ?, digest = ?, builds = builds + 1".into(),
+                vec![Some(settings.to_string()), Some(serde_json::to_string(files).unwrap_or_else(|_| "[]".into())), Some(digest.clone())],
             ),
             WorkspaceChange::Activate { image_id, image_tag, network_id } => (
                 "image_id = ?, image_tag = ?, network_id = ?".into(),

@@ -117,13 +117,19 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
         log.note(warning);
     }
     let settings_json = serde_json::to_value(&settings).unwrap_or_default();
-    let files = {
+    let (files, digest) = {
         let root = root.clone();
-        tokio::task::spawn_blocking(move || paths::list_files(&root)).await.map_err(|e| fail(Code::Internal, e.to_string()))??
+        tokio::task::spawn_blocking(move || {
+            let files = paths::list_files(&root)?;
+            let digest = crate::workspace::digest::of_files(&root, &files)?;
+            Ok::<_, std::io::Error>((files, digest))
+        })
+        .await
+        .map_err(|e| fail(Code::Internal, e.to_string()))??
     };
     *row = daemon
         .store
-        .transition_workspace(id, row.seen(), WorkspaceChange::BuildStarted { settings: settings_json, files })
+        .transition_workspace(id, row.seen(), WorkspaceChange::BuildStarted { settings: settings_json, files, digest })
         .await?;
 
     // 2. What goes into the dependency layer.

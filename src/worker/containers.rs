@@ -46,7 +46,7 @@ pub fn in_workspace(daemon: &Daemon, workspace: &ObjectId, name: &str, image: &s
         network: Some(network.to_string()),
         binds: vec![format!("{}:{WORKSPACE_MOUNT}", dir.display())],
         workdir: Some(WORKSPACE_MOUNT.to_string()),
-        publish_ip: daemon.config.publish_ip.to_string(),
+        publish_ip: daemon.config.publish_ip().to_string(),
         extra_hosts: vec!["host.docker.internal:host-gateway".to_string()],
         ..Default::default()
     }

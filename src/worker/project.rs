@@ -42,7 +42,7 @@ pub async fn restart(daemon: &Daemon, id: &ObjectId, image: &str, network: &str,
 
 /// The row's JSON for the project container as the engine reports it now.
 pub fn view(daemon: &Daemon, name: &str, status: Option<&ContainerStatus>) -> Value {
-    let host = daemon.config.public_host();
+    let host = daemon.config.advertised_host(None);
     let ports: BTreeMap<String, String> =
         status.map(|s| s.ports.iter().map(|(c, h)| (c.to_string(), format!("{host}:{h}"))).collect()).unwrap_or_default();
     let state = match status {

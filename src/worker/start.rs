@@ -155,8 +155,8 @@ type Ready = (Vec<ContainerRecord>, Option<String>, Option<serde_json::Value>);
 
 async fn wait_ready(daemon: &Daemon, id: &ObjectId, kind: Kind, planned: &[plan::Planned]) -> Result<Ready, Stop> {
     let deadline = Instant::now() + Duration::from_secs(daemon.config.start_timeout.max(1));
-    let host = daemon.config.public_host();
-    let probe_ip = if daemon.config.publish_ip.is_unspecified() { "127.0.0.1".to_string() } else { daemon.config.publish_ip.to_string() };
+    let host = daemon.config.advertised_host(None);
+    let probe_ip = match daemon.config.publish_ip() { ip if ip.is_unspecified() => "127.0.0.1".to_string(), ip => ip.to_string() };
     loop {
         // A DELETE meanwhile ends the start; the stop job removes the containers.
         if daemon.store.get_deployment(id).await?.state != State::Pending {
@@ -243,10 +243,17 @@ async fn pods_ready(ip: &str, host: &str, published: &[(&plan::Planned, std::col
         }
         peas.insert(node.pea.clone(), json!(format!("tcp://{host}:{ctrl}")));
     }
+    let mut out = serde_json::Map::new();
+    for (node, ports) in published {
+        for (name, port) in &node.bound_outputs {
+            out.insert(name.clone(), json!(format!("tcp://{host}:{}", ports.get(port)?)));
+        }
+    }
     let (_, ports) = published.first()?;
     Some(json!({
         "in": format!("tcp://{host}:{}", ports.get(&plan::DATA_PORT)?),
         "ctrl": format!("tcp://{host}:{}", ports.get(&plan::CTRL_PORT)?),
         "peas": peas,
+        "out": out,
     }))
 }

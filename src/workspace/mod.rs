@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod context;
+pub mod digest;
 pub mod dockerfile;
 pub mod jinad_file;
 pub mod paths;

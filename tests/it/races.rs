@@ -415,7 +415,7 @@ async fn deployments_fail_with_reasons_leave_no_containers_and_go_with_their_wor
     let active = ObjectId::mint(Kind::Flow);
     // Held while the row is set up by hand, so the scheduler does not start it meanwhile.
     let setting_up = rig.daemon.row_locks.try_lock(active.as_str()).unwrap();
-    let row = rig.daemon.store.insert_deployment(&active, Kind::Flow, &ws, &serde_json::json!({})).await.unwrap();
+    let row = rig.daemon.store.insert_deployment(&active, Kind::Flow, &ws, &serde_json::json!({}), None).await.unwrap();
     let labels = jinad::docker::labels::for_deployment(&rig.daemon.daemon_id, active.as_str(), ws.as_str(), "flow", "gateway");
     let name = format!("{active}-0");
     let spec = ContainerSpec { name: name.clone(), image: "x".into(), labels, ..Default::default() };

@@ -3,6 +3,7 @@
 //! Start order is downstream first, so every node's outputs exist when it starts; stop order is
 //! gateway first, then pods from the entry down, so executors `close()` (and persist) last.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,12 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::containers::Containers;
+use super::remote::{self, RemoteOptions, Remotes, Started};
 use super::spec::{FlowSpec, Need};
+use crate::deployment::BIND;
 use crate::runtime::gateway::{self, Dispatcher, GatewayPlan};
-use crate::runtime::pod::{self, Output, RunningPod, Transport};
+use crate::runtime::pod::{self, Output, RemotePea, RunningPod, Transport, Wiring};
+use crate::runtime::sockets;
 
 /// How long every pea has to answer `status` after the Flow started it.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,33 +28,150 @@ pub struct RunningFlow {
     pods: Vec<Option<RunningPod>>,
     /// The pods running in containers (JEP 2), if any.
     containers: Option<Containers>,
+    /// The pods running on other jinad daemons (`host:`), if any.
+    remotes: Option<Remotes>,
+}
+
+/// Where the remote pods run: a whole pod on one host (by pod index), or the peas of a pod
+/// spread over several hosts (its head and tail run here).
+#[derive(Default)]
+struct Placed {
+    pods: BTreeMap<usize, Started>,
+    spread: BTreeMap<usize, Vec<RemotePea>>,
+}
+
+/// Starts every `host:` pod on its daemon(s), consumers before producers. A remote pod's results
+/// go to a remote consumer's input directly; for anything that runs here (a local pod, the head
+/// of a spread pod, the gateway) the remote pod binds them (`bind`) and this side connects.
+fn start_remote_pods(spec: &FlowSpec, remotes: &mut Remotes, interrupted: &AtomicBool) -> Result<Placed, String> {
+    let mut checked = std::collections::BTreeSet::new();
+    for host in spec.pods.iter().filter_map(|p| p.remote.as_ref()).flat_map(|r| &r.hosts) {
+        if checked.insert(host.api.clone()) {
+            remotes.check(host)?;
+        }
+    }
+    let mut placed = Placed::default();
+    for &i in spec.order.iter().rev() {
+        let pod = &spec.pods[i];
+        let Some(remote) = &pod.remote else { continue };
+        let peas = pod.pea_names();
+        if remote.spread(peas.len()) {
+            // One pea per host in turn; each binds its results for the tail here.
+            let mut started = Vec::new();
+            for (k, (shard, replica, pea)) in peas.into_iter().enumerate() {
+                let host = &remote.hosts[k % remote.hosts.len()];
+                let out = BTreeMap::from([("tail".to_string(), BIND.to_string())]);
+                let mut body = remote::pod_body(pod, &out).unwrap_or_default();
+                body["shard_id"] = shard.into();
+                body["replica_id"] = replica.into();
+                let s = remotes.start(host, "peas", &pod.name, body, interrupted)?;
+                let out_addr = s.out.get("tail").cloned().ok_or_else(|| format!("host {}: pea {pea} reports no bound output", remote::label(host)))?;
+                info!("pod {}: pea {pea} runs on {}", pod.name, remote::label(host));
+                started.push(RemotePea { name: pea, shard, in_addr: s.in_addr, out_addr, ctrl_addr: s.ctrl_addr });
+            }
+            placed.spread.insert(i, started);
+            continue;
+        }
+        let mut out = BTreeMap::new();
+        match spec.consumers(i) {
+            consumers if consumers.is_empty() => {
+                out.insert("gateway".to_string(), BIND.to_string());
+            }
+            consumers => {
+                for j in consumers {
+                    let addr = placed.pods.get(&j).map(|s| s.in_addr.clone()).unwrap_or_else(|| BIND.to_string());
+                    out.insert(spec.pods[j].name.clone(), addr);
+                }
+            }
+        }
+        let host = &remote.hosts[0];
+        let body = remote::pod_body(pod, &out).unwrap_or_default();
+        let s = remotes.start(host, "pods", &pod.name, body, interrupted)?;
+        info!("pod {} runs on {}", pod.name, remote::label(host));
+        placed.pods.insert(i, s);
+    }
+    Ok(placed)
 }
 
 impl RunningFlow {
     pub fn start(spec: FlowSpec, transport: Transport) -> Result<Self, String> {
-        Self::start_until(spec, transport, &AtomicBool::new(false))
+        Self::start_until(spec, transport, &AtomicBool::new(false), &RemoteOptions::default())
     }
 
     /// [`RunningFlow::start`], given up (everything started so far stopped and removed) as soon
     /// as `interrupted` is set: Ctrl-C / SIGTERM while the flow starts.
-    pub fn start_until(spec: FlowSpec, transport: Transport, interrupted: &AtomicBool) -> Result<Self, String> {
+    pub fn start_until(spec: FlowSpec, transport: Transport, interrupted: &AtomicBool, remote: &RemoteOptions) -> Result<Self, String> {
+        // Remote pods first: a local node that takes their results pulls from an address they
+        // report, and a remote pod sending to another remote pod needs that one's input.
+        let mut remotes = None;
+        let mut placed = Placed::default();
+        if spec.pods.iter().any(|p| p.remote.is_some()) {
+            let mut skip = vec![spec.workspace.clone()];
+            skip.extend(spec.pods.iter().map(|p| p.workspace.clone()));
+            let root = spec.base.clone();
+            let mut r = Remotes::new(&root, &skip, remote.clone())?;
+            match start_remote_pods(&spec, &mut r, interrupted) {
+                Ok(p) => placed = p,
+                Err(e) => {
+                    for problem in r.close() {
+                        warn!("while stopping: {problem}");
+                    }
+                    return Err(e);
+                }
+            }
+            remotes = Some(r);
+        }
+        let mut flow = match Self::start_local(spec, transport, interrupted, &placed) {
+            Ok(flow) => flow,
+            Err(e) => {
+                for problem in remotes.map(Remotes::close).unwrap_or_default() {
+                    warn!("while stopping: {problem}");
+                }
+                return Err(e);
+            }
+        };
+        if let Some(mut r) = remotes {
+            r.keep_leases();
+            flow.remotes = Some(r);
+        }
+        Ok(flow)
+    }
+
+    fn start_local(spec: FlowSpec, transport: Transport, interrupted: &AtomicBool, placed: &Placed) -> Result<Self, String> {
         let in_container = |i: usize| spec.pods[i].container.is_some();
+        let whole_remote = |i: usize| placed.pods.contains_key(&i);
         let mut containers = if (0..spec.pods.len()).any(in_container) { Some(Containers::connect()?) } else { None };
         // What a container sends to must listen where containers reach it (`host.docker.internal`).
         let for_containers = "tcp://0.0.0.0:0".to_string();
         let returns_addr = if spec.leaves().into_iter().any(in_container) { for_containers.clone() } else { transport.local_addr() };
         let (returns, reply_to) = Dispatcher::bind_returns(&returns_addr).map_err(|e| e.to_string())?;
+        // Remote leaves bind their results for the gateway: its returns socket connects to them.
+        for i in spec.leaves().into_iter().filter(|&i| whole_remote(i)) {
+            if let Some(addr) = placed.pods.get(&i).and_then(|p| p.out.get("gateway")) {
+                sockets::pull_from(&returns, addr).map_err(|e| e.to_string())?;
+            }
+        }
         let mut pods: Vec<Option<RunningPod>> = spec.pods.iter().map(|_| None).collect();
         let mut flow_err = None;
         for &i in spec.order.iter().rev() {
-            let outputs: Vec<Output> = match spec.consumers(i) {
-                consumers if consumers.is_empty() => vec![Output { name: "gateway".into(), addr: reply_to.clone() }],
-                consumers => consumers
-                    .iter()
-                    .filter_map(|&j| pods[j].as_ref().map(|p| Output { name: spec.pods[j].name.clone(), addr: p.in_addr.clone() }))
-                    .collect(),
-            };
             let pod = &spec.pods[i];
+            if let Some(remote) = placed.pods.get(&i) {
+                pods[i] = Some(RunningPod::remote(&pod.name, remote.in_addr.clone(), remote.nodes.clone()));
+                continue;
+            }
+            let outputs: Vec<Output> = match spec.consumers(i) {
+                consumers if consumers.is_empty() => vec![Output::to("gateway", &reply_to)],
+                consumers => consumers.iter().filter_map(|&j| pods[j].as_ref().map(|p| Output::to(&spec.pods[j].name, &p.in_addr))).collect(),
+            };
+            // Results of remote pods this pod needs: bound there, pulled from here.
+            let pull_from: Vec<String> = spec.needs[i]
+                .iter()
+                .filter_map(|n| match n {
+                    Need::Pod(j) => placed.pods.get(j).and_then(|r| r.out.get(&pod.name)).cloned(),
+                    Need::Gateway => None,
+                })
+                .collect();
+            let remote_peas = placed.spread.get(&i).map(Vec::as_slice).unwrap_or_default();
             let started = match (&pod.container, containers.as_mut()) {
                 (Some(container), Some(runner)) => {
                     runner.start(pod, container, &outputs).map(|(data, ctrl)| RunningPod::elsewhere(&pod.name, data, ctrl))
@@ -58,7 +179,8 @@ impl RunningFlow {
                 _ => {
                     let fed_by_container = spec.needs[i].iter().any(|n| matches!(n, Need::Pod(j) if in_container(*j)));
                     let in_addr = if fed_by_container { for_containers.clone() } else { transport.local_addr() };
-                    pod::start(pod, &in_addr, &transport.local_addr(), transport, &outputs).map_err(|e| e.to_string())
+                    let wiring = Wiring { in_addr: &in_addr, ctrl_addr: &transport.local_addr(), inner: transport, outputs: &outputs, pull_from: &pull_from, remote_peas };
+                    pod::start_wired(pod, &wiring).map_err(|e| e.to_string())
                 }
             };
             match started {
@@ -105,7 +227,7 @@ impl RunningFlow {
                 .filter_map(|i| pods[i].as_ref().map(|p| (spec.pods[i].name.clone(), p.in_addr.clone())))
                 .collect(),
             leaves: spec.leaves().len(),
-            peas: pods.iter().flatten().flat_map(|p| p.nodes.clone()).collect(),
+            peas: pods.iter().flatten().flat_map(|p| p.all_nodes().cloned().collect::<Vec<_>>()).collect(),
             timeout: spec.timeout,
         };
         let dispatcher = match Dispatcher::start(plan, returns, reply_to) {
@@ -116,7 +238,7 @@ impl RunningFlow {
             }
         };
         dispatcher.set_ready(true);
-        Ok(RunningFlow { spec, dispatcher, pods, containers })
+        Ok(RunningFlow { spec, dispatcher, pods, containers, remotes: None })
     }
 
     /// Serves HTTP until Ctrl-C / SIGTERM, then stops everything. `announce` gets the gateway's URL.
@@ -145,9 +267,12 @@ impl RunningFlow {
                 ordered.push(p);
             }
         }
-        let problems = stop_pods(ordered);
+        let mut problems = stop_pods(ordered);
         if let Some(containers) = self.containers.as_mut() {
             containers.remove_all();
+        }
+        if let Some(remotes) = self.remotes.take() {
+            problems.extend(remotes.close());
         }
         self.dispatcher.shutdown();
         info!("flow stopped");

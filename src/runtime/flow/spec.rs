@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::runtime::executor::ExecutorSpec;
 use crate::runtime::polling::{Polling, PollingSpec};
-use crate::runtime::pod::{ContainerPod, PodSpec};
+use crate::runtime::pod::{ContainerPod, PodSpec, RemoteHost, RemotePod};
 
 pub const MAX_PEAS_PER_POD: usize = 64;
 
@@ -77,11 +77,35 @@ struct PodYaml {
     #[serde(default)]
     env: BTreeMap<String, Scalar>,
     workspace: Option<PathBuf>,
-    host: Option<String>,
+    /// A remote jinad (`HOST:PORT`), or a list of them to spread the pod's peas over.
+    host: Option<HostsYaml>,
+    /// The token of the `host:` daemons (each list entry may carry its own).
+    token: Option<String>,
     image: Option<String>,
     /// Python files to import; `uses` is then a class defined in them.
     #[serde(default)]
     py_modules: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HostsYaml {
+    One(HostYaml),
+    Many(Vec<HostYaml>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HostYaml {
+    Addr(String),
+    WithToken(HostWithToken),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostWithToken {
+    host: String,
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +150,8 @@ pub struct FlowSpec {
     /// How long the gateway waits for a request before it answers with an error.
     pub timeout: Duration,
     pub workspace: PathBuf,
+    /// The YAML's directory: relative paths start there, and it is what remote hosts get.
+    pub base: PathBuf,
     pub env: BTreeMap<String, String>,
     pub pods: Vec<PodSpec>,
     /// `needs[i]`: the inputs of pod `i`.
@@ -196,10 +222,38 @@ impl FlowSpec {
             if names.insert(name.clone(), i).is_some() {
                 return Err(err("name", format!("`{name}` is used twice")));
             }
-            if let Some(host) = &pod.host {
-                return Err(err("host", format!("remote pods (`{host}`) are started through a jinad daemon; `jinad flow` runs pods locally only")));
+            let hosts = match pod.host {
+                None if pod.token.is_some() => return Err(err("token", "`token` goes with `host:`".into())),
+                None => None,
+                Some(hosts) => Some(remote_hosts(hosts, pod.token.as_deref()).map_err(|m| err("host", m))?),
+            };
+            if hosts.is_some() && pod.image.is_some() {
+                return Err(err("image", "a `host:` pod runs in the remote daemon's workspace image; `image:` is for local containers".into()));
+            }
+            if hosts.is_some() && pod.workspace.is_some() {
+                return Err(err("workspace", "a `host:` pod keeps its data on its host, in the workspace there".into()));
             }
             let uses = pod.uses.unwrap_or_else(|| "Passthrough".to_string());
+            if hosts.is_some() && uses.starts_with("docker://") {
+                return Err(err("uses", "a `host:` pod runs in the remote daemon's workspace image; `docker://` is for local containers".into()));
+            }
+            let mut remote_modules = Vec::new();
+            if hosts.is_some() {
+                for m in &pod.py_modules {
+                    let inside = crate::workspace::paths::safe_relative(m).filter(|_| base.join(m).is_file());
+                    match inside {
+                        Some(rel) => remote_modules.push(rel.to_string_lossy().replace('\\', "/")),
+                        None => return Err(err("py_modules", format!("`{}` must be a file inside the Flow's directory (it is uploaded to the `host:`)", m.display()))),
+                    }
+                }
+            }
+            let remote = hosts.map(|hosts| RemotePod {
+                hosts,
+                uses: uses.clone(),
+                with: pod.with.clone(),
+                py_modules: remote_modules,
+                polling: pod.polling.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+            });
             let polling_json = pod.polling.as_ref().and_then(|p| serde_json::to_string(p).ok());
             // JEP 2: `uses: docker://IMAGE` (the image's CMD chooses the executor) or `image:` with
             // `uses:` (this YAML chooses it); either way `jinad flow` runs the pod in a container.
@@ -260,7 +314,7 @@ impl FlowSpec {
                 Some(Needs::One(n)) => vec![n],
                 Some(Needs::Many(list)) => list,
             });
-            pods.push(PodSpec { name, executor, replicas, shards, polling, needs: 1, workspace: pod_workspace, env: pod_env, container });
+            pods.push(PodSpec { name, executor, replicas, shards, polling, needs: 1, workspace: pod_workspace, env: pod_env, container, remote });
         }
 
         let mut needs = Vec::new();
@@ -293,6 +347,7 @@ impl FlowSpec {
             port: yaml.with.port.unwrap_or(0),
             timeout: Duration::from_millis(yaml.with.timeout_ms.unwrap_or(10_000).max(1)),
             workspace,
+            base: base.to_path_buf(),
             env,
             pods,
             needs,
@@ -378,6 +433,44 @@ fn field_line(text: &str, i: usize, field: &str) -> Option<usize> {
         .find(|&n| lines[n].trim_start().trim_start_matches("- ").starts_with(&key))
         .or(Some(start))
         .map(|n| n + 1)
+}
+
+/// The daemons of a `host:` (one, or a list), each `HOST:PORT` (or `http://HOST:PORT`), with the
+/// entry's own `token` or else the pod's.
+fn remote_hosts(hosts: HostsYaml, token: Option<&str>) -> Result<Vec<RemoteHost>, String> {
+    let items = match hosts {
+        HostsYaml::One(one) => vec![one],
+        HostsYaml::Many(list) => list,
+    };
+    if items.is_empty() || items.len() > MAX_PEAS_PER_POD {
+        return Err(format!("give one to {MAX_PEAS_PER_POD} hosts"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let (addr, own) = match item {
+                HostYaml::Addr(addr) => (addr, None),
+                HostYaml::WithToken(HostWithToken { host, token }) => (host, token),
+            };
+            let token = own.or_else(|| token.map(str::to_string)).filter(|t| !t.is_empty());
+            Ok(RemoteHost { api: remote_api(&addr)?, token })
+        })
+        .collect()
+}
+
+/// `HOST:PORT` or `http://HOST:PORT` → `http://HOST:PORT`.
+fn remote_api(addr: &str) -> Result<String, String> {
+    if addr.starts_with("https://") {
+        return Err(format!("`{addr}`: TLS is not supported yet; use http:// on a trusted network"));
+    }
+    let bare = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
+    let ok = bare.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+    });
+    if !ok {
+        return Err(format!("`{addr}` is not HOST:PORT (a jinad daemon's API)"));
+    }
+    Ok(format!("http://{bare}"))
 }
 
 /// A Docker image reference: no spaces or control characters, not empty, not an option.
