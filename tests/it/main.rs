@@ -12,6 +12,7 @@ mod nodes;
 mod openapi;
 mod python;
 mod races;
+mod remote;
 mod restart;
 mod roles;
 mod scale;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,8 @@ pub struct Remotes {
     /// Workspace id per host API.
     workspaces: BTreeMap<String, String>,
     deployments: Vec<Deployment>,
+    /// What the renewer renews: (host, lease URL, pod), added as deployments are made.
+    leases: Arc<Mutex<Vec<(RemoteHost, String, String)>>>,
     stop: Arc<AtomicBool>,
     renewer: Option<JoinHandle<()>>,
 }
@@ -190,16 +192,19 @@ impl Remotes {
             .build()
             .map_err(|e| format!("HTTP client: {e}"))
         };
-        Ok(Remotes {
+        let mut remotes = Remotes {
             client: build(Some(CALL_TIMEOUT))?,
             streaming: build(None)?,
             options,
             project: Project::collect(root, skip)?,
             workspaces: BTreeMap::new(),
             deployments: Vec::new(),
+            leases: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             renewer: None,
-        })
+        };
+        remotes.keep_leases();
+        Ok(remotes)
     }
 
     /// `GET /status`: the daemon answers, accepts the token and reaches its Docker engine.
@@ -272,10 +277,15 @@ impl Remotes {
         body["lease_seconds"] = json!(self.options.lease.as_secs().max(1));
         let created = answer(host, &format!("starting pod {pod}"), with_token(self.client.post(format!("{}/{kind}", host.api)).json(&body), host).send())?;
         let id = created.get("id").and_then(Value::as_str).ok_or_else(|| format!("host {}: the answer has no id", label(host)))?.to_string();
-        // Known before it is ready, so that closing removes it whatever happens next.
+        // Known before it is ready, so that closing removes it whatever happens next, and its
+        // lease renewed from now on (starting the other pods may take long: uploads, builds).
         self.deployments.push(Deployment { host: host.clone(), kind, id: id.clone(), pod: pod.to_string() });
-        self.follow_logs(self.deployments.len() - 1);
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.push((host.clone(), format!("{}/{kind}/{id}/lease", host.api), pod.to_string()));
+        }
         let row = self.wait_active(host, &format!("{}/{kind}/{id}", host.api), &format!("pod {pod} ({id})"), interrupted)?;
+        // Its containers run now: follow what they print.
+        self.follow_logs(self.deployments.len() - 1);
         started(&row).ok_or_else(|| format!("host {}: pod {pod} ({id}) is ACTIVE but reports no addresses", label(host)))
     }
 
@@ -297,17 +307,16 @@ impl Remotes {
         });
     }
 
-    /// Starts renewing every deployment's lease (every third of the lease).
-    pub fn keep_leases(&mut self) {
+    /// Renews every deployment's lease, every third of the lease, until [`Remotes::close`].
+    fn keep_leases(&mut self) {
         let every = (self.options.lease / 3).max(Duration::from_millis(300));
         let client = self.client.clone();
         let stop = self.stop.clone();
-        let leases: Vec<(RemoteHost, String, String)> =
-            self.deployments.iter().map(|d| (d.host.clone(), format!("{}/{}/{}/lease", d.host.api, d.kind, d.id), d.pod.clone())).collect();
+        let shared = self.leases.clone();
         self.renewer = std::thread::Builder::new()
             .name("remote-leases".into())
             .spawn(move || {
-                let mut failing = vec![false; leases.len()];
+                let mut failing: Vec<bool> = Vec::new();
                 let mut next = Instant::now() + every;
                 while !stop.load(Ordering::SeqCst) {
                     if Instant::now() < next {
@@ -315,6 +324,8 @@ impl Remotes {
                         continue;
                     }
                     next = Instant::now() + every;
+                    let leases = shared.lock().map(|l| l.clone()).unwrap_or_default();
+                    failing.resize(leases.len(), false);
                     for ((host, url, pod), failing) in leases.iter().zip(failing.iter_mut()) {
                         let request = with_token(client.put(url).timeout(every.min(CALL_TIMEOUT)), host);
                         match answer(host, &format!("renewing the lease of pod {pod}"), request.send()) {

@@ -130,10 +130,7 @@ impl RunningFlow {
                 return Err(e);
             }
         };
-        if let Some(mut r) = remotes {
-            r.keep_leases();
-            flow.remotes = Some(r);
-        }
+        flow.remotes = remotes;
         Ok(flow)
     }
 

@@ -24,9 +24,40 @@ pub struct Daemon {
     child: Option<Child>,
     pub args: Vec<String>,
     pub http: reqwest::Client,
+    /// A command the daemon runs under (`ip netns exec NS`), if any.
+    pub prefix: Vec<String>,
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a header value"));
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
 }
 
 impl Daemon {
+    /// A daemon on the real Docker engine, run under `prefix` (`ip netns exec NS`), with the API
+    /// token `token` (its client sends it).
+    pub async fn start_under(prefix: &[&str], token: &str, extra: &[&str]) -> Daemon {
+        let guard = tempfile::Builder::new().prefix("jinad-test-").tempdir().expect("temp dir");
+        let data = guard.path().to_path_buf();
+        let token_file = data.join("token");
+        std::fs::write(&token_file, format!("{token}\n")).expect("token file");
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend(["--base-image-template".to_string(), base_template(), "--token-file".into(), token_file.display().to_string()]);
+        let mut daemon = Daemon {
+            data,
+            _data_guard: Some(guard),
+            url: String::new(),
+            child: None,
+            args,
+            http: client_with_token(token),
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
     /// A daemon on the real Docker engine.
     pub async fn start(extra: &[&str]) -> Daemon {
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -46,13 +77,21 @@ impl Daemon {
     pub async fn start_with(args: Vec<String>) -> Daemon {
         let guard = tempfile::Builder::new().prefix("jinad-test-").tempdir().expect("temp dir");
         let data = guard.path().to_path_buf();
-        let mut daemon = Daemon { data, _data_guard: Some(guard), url: String::new(), child: None, args, http: reqwest::Client::new() };
+        let mut daemon = Daemon { data, _data_guard: Some(guard), url: String::new(), child: None, args, http: reqwest::Client::new(), prefix: Vec::new() };
         daemon.spawn();
         daemon
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(BIN)
+        let mut command = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data)
