@@ -90,13 +90,14 @@ pub struct PodRequest {
     /// a remote pod's results without the pod having to reach it.
     pub out: BTreeMap<String, String>,
     /// A pea only: which pea of its pod it is, when the pod's other peas run elsewhere (a Flow
-    /// spreading one pod over several hosts): `replicas`/`shards` then describe the whole pod.
-    #[serde(default, deserialize_with = "crate::json_numbers::usize")]
+    /// spreading one pod over several hosts): `replicas`/`shards` then describe the whole pod,
+    /// and both ids are required.
+    #[serde(default, deserialize_with = "crate::json_numbers::option_u64")]
     #[schema(minimum = 0, maximum = 63)]
-    pub shard_id: usize,
-    #[serde(default, deserialize_with = "crate::json_numbers::usize")]
+    pub shard_id: Option<u64>,
+    #[serde(default, deserialize_with = "crate::json_numbers::option_u64")]
     #[schema(minimum = 0, maximum = 63)]
-    pub replica_id: usize,
+    pub replica_id: Option<u64>,
     /// With a lease, the pod lives only while someone renews it (`PUT /pods/{id}/lease`) within
     /// this many seconds; then it is deleted. A Flow on another machine sets it, so that what it
     /// started goes away even when the Flow is killed or cut off.
@@ -188,6 +189,7 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
 }
 
 /// The pea names of a checked pod request, and the `jinad pea` arguments that describe its pod.
+#[derive(Debug)]
 pub struct CheckedPod {
     pub peas: Vec<(usize, usize, String)>,
     pub args: Vec<String>,
@@ -199,10 +201,20 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     if !valid_name(&req.name) || req.name == "gateway" {
         return Err(format!("name: `{}` must start with a letter or `_`, hold only letters, digits, `_`, `-` (at most 64), and not be `gateway`", req.name));
     }
-    if kind == Kind::Pod && (req.shard_id != 0 || req.replica_id != 0) {
+    if kind == Kind::Pod && (req.shard_id.is_some() || req.replica_id.is_some()) {
         return Err("shard_id/replica_id: only a pea is one pea of its pod (POST /peas)".into());
     }
-    if kind == Kind::Pea && (req.shard_id >= req.shards || req.replica_id >= req.replicas) {
+    let (shard_id, replica_id) = match (req.shard_id, req.replica_id) {
+        (Some(s), Some(r)) => (usize::try_from(s).unwrap_or(usize::MAX), usize::try_from(r).unwrap_or(usize::MAX)),
+        (None, None) if req.shards * req.replicas == 1 => (0, 0),
+        _ if kind == Kind::Pod => (0, 0),
+        _ => {
+            return Err(
+                "a pea is one pea: with replicas/shards (its pod's) give both shard_id and replica_id, or run the whole pod with POST /pods".into(),
+            )
+        }
+    };
+    if kind == Kind::Pea && (shard_id >= req.shards || replica_id >= req.replicas) {
         return Err(format!(
             "shard_id/replica_id: a pea of a pod of {} shards × {} replicas is shard 0..{} and replica 0..{}",
             req.shards,
@@ -292,8 +304,8 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     let mut peas = crate::runtime::pod::pea_names(&req.name, req.shards, req.replicas);
     if kind == Kind::Pea {
         // One pea of its pod: only that one runs here, as that shard and replica.
-        peas.retain(|(shard, replica, _)| *shard == req.shard_id && *replica == req.replica_id);
-        args.extend(["--shard-id".into(), req.shard_id.to_string(), "--replica-id".into(), req.replica_id.to_string()]);
+        peas.retain(|(shard, replica, _)| *shard == shard_id && *replica == replica_id);
+        args.extend(["--shard-id".into(), shard_id.to_string(), "--replica-id".into(), replica_id.to_string()]);
     }
     Ok(CheckedPod { peas, args, outputs })
 }
@@ -377,6 +389,35 @@ pub async fn delete(daemon: &Daemon, id: &ObjectId) -> Result<DeploymentRow, Dep
             // The row moved meanwhile (a start finished): look again.
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: Value) -> PodRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn one_pea_of_a_spread_pod_runs_as_that_shard() {
+        let root = Path::new("/nonexistent");
+        let req = request(serde_json::json!({"workspace_id": "w", "name": "idx", "uses": "VectorIndexer", "shards": 2, "shard_id": 1, "replica_id": 0, "out": {"tail": "bind"}}));
+        let checked = check_pod(root, Kind::Pea, &req).unwrap();
+        assert_eq!(checked.peas, vec![(1, 0, "idx/shard-1".to_string())]);
+        let args = checked.args.join(" ");
+        assert!(args.contains("--shards 2") && args.contains("--shard-id 1 --replica-id 0"), "{args}");
+        assert_eq!(checked.outputs, vec![("tail".to_string(), BIND.to_string())]);
+        for (kind, body, wanted) in [
+            (Kind::Pea, serde_json::json!({"workspace_id": "w", "shards": 2, "shard_id": 2, "replica_id": 0, "out": {"a": "bind"}}), "shard_id"),
+            (Kind::Pea, serde_json::json!({"workspace_id": "w", "replicas": 2, "out": {"a": "bind"}}), "POST /pods"),
+            (Kind::Pod, serde_json::json!({"workspace_id": "w", "shards": 2, "shard_id": 1, "out": {"a": "bind"}}), "only a pea"),
+            (Kind::Pod, serde_json::json!({"workspace_id": "w", "out": {"a": "connect"}}), "or `bind`"),
+        ] {
+            let e = check_pod(root, kind, &request(body)).unwrap_err();
+            assert!(e.contains(wanted), "{e}");
         }
     }
 }

@@ -209,4 +209,23 @@ mod tests {
         assert!(joined(by("gateway")).contains(&format!("--entry enc=tcp://{}:5555", by("enc").name)));
         assert_eq!(plan.iter().filter(|p| !p.publish.is_empty()).count(), 1, "only the gateway is published");
     }
+
+    #[test]
+    fn a_pod_binds_the_outputs_it_is_asked_to_and_publishes_them() {
+        let id = ObjectId::mint(Kind::Pod);
+        let peas = crate::runtime::pod::pea_names("p", 1, 1);
+        let outputs = [("gateway".to_string(), "bind".to_string()), ("next".to_string(), "tcp://x:1".to_string())];
+        let plan = pod(&id, "p", &peas, &["--uses".into(), "Passthrough".into()], &outputs);
+        assert_eq!(plan.len(), 1);
+        let args = plan[0].args.join(" ");
+        assert!(args.contains("--out-bind gateway=tcp://0.0.0.0:5560") && args.contains("--out next=tcp://x:1"), "{args}");
+        assert_eq!(plan[0].publish, vec![DATA_PORT, CTRL_PORT, BOUND_OUT_PORT]);
+        assert_eq!(plan[0].bound_outputs, vec![("gateway".to_string(), BOUND_OUT_PORT)]);
+        // A replicated pod binds on its tail, which is what sends results on.
+        let peas = crate::runtime::pod::pea_names("p", 1, 2);
+        let plan = pod(&id, "p", &peas, &[], &outputs[..1]);
+        let tail = plan.iter().find(|p| p.pea == "p/tail").unwrap();
+        assert_eq!(tail.bound_outputs, vec![("gateway".to_string(), BOUND_OUT_PORT)]);
+        assert!(plan.iter().filter(|p| p.pea != "p/tail").all(|p| p.bound_outputs.is_empty()));
+    }
 }

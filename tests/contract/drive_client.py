@@ -13,15 +13,16 @@ import sys
 import tarfile
 import time
 
-generated, base_url, wheel_path = sys.argv[1], sys.argv[2], sys.argv[3]
+generated, base_url, wheel_path, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 sys.path.insert(0, generated)
 
-from jinad_client import Client  # noqa: E402
+from jinad_client import AuthenticatedClient, Client  # noqa: E402
 from jinad_client.api.workspaces import (  # noqa: E402
     create_workspace,
     delete_workspace,
     get_workspace,
     get_workspace_logs,
+    list_workspaces,
     update_workspace,
 )
 from jinad_client.models import ErrorBody, State, UploadForm, WorkspaceView  # noqa: E402
@@ -64,7 +65,10 @@ def wait_settled(client, ws_id):
 with open(wheel_path, "rb") as w:
     wheel = w.read()
 wheel_name = wheel_path.rsplit("/", 1)[-1]
-client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=60)
+# The daemon has a token: without it, it answers 401 (and the generated client sends it as Bearer).
+anonymous = Client(base_url=base_url, raise_on_unexpected_status=False, timeout=60)
+assert list_workspaces.sync_detailed(client=anonymous).status_code == 401
+client = AuthenticatedClient(base_url=base_url, token=token, raise_on_unexpected_status=True, timeout=60)
 
 # 1. Upload: several files, one of them an archive that is unpacked with its directories.
 form = UploadForm(files=[

@@ -62,13 +62,16 @@ async fn a_generated_python_client_drives_the_whole_workspace_life() {
         assert!(work.path().join(format!("jinad_client/api/workspaces/{module}.py")).exists(), "{module} was generated");
     }
 
-    let daemon = Daemon::start(&[]).await;
+    // A daemon with a token: the generated client must send it (the spec declares the scheme).
+    assert!(std::fs::read_to_string(work.path().join("jinad_client/client.py")).unwrap().contains("class AuthenticatedClient"));
+    let token = "contract-test-token-0123456789";
+    let daemon = Daemon::start_under(&[], token, &[]).await;
     let wheel = work.path().join(WHEEL.rsplit('/').next().unwrap());
     std::fs::write(&wheel, fixture(WHEEL)).unwrap();
     let url = daemon.url.clone();
     let (driver, dir) = (root().join("tests/contract/drive_client.py"), work.path().to_path_buf());
     let out = tokio::task::spawn_blocking(move || {
-        run(&bin, "python", &[driver.to_str().unwrap(), dir.to_str().unwrap(), &url, wheel.to_str().unwrap()], &dir)
+        run(&bin, "python", &[driver.to_str().unwrap(), dir.to_str().unwrap(), &url, wheel.to_str().unwrap(), token], &dir)
     })
     .await
     .unwrap();
@@ -83,19 +86,21 @@ async fn a_generated_python_client_drives_the_whole_workspace_life() {
 /// accepted" with "Invalid component: positive test case" (schemathesis/schemathesis#2983, open);
 /// the coverage and fuzzing phases run that check in full.
 /// `stateful`: the API has links between operations (the gateway has none: nothing to chain).
-fn schemathesis(bin: &Path, spec: &str, url: &str, stateful: bool) {
+/// `token`: the daemon's; sent with every request, and `ignored_auth` checks that requests
+/// without it are refused.
+fn schemathesis(bin: &Path, spec: &str, url: &str, stateful: bool, token: Option<&str>) {
+    let header = token.map(|t| format!("Authorization: Bearer {t}"));
     let runs = [("examples,coverage,fuzzing", "use_after_free"), ("stateful", "use_after_free,negative_data_rejection")];
     for (phases, excluded) in &runs[..if stateful { 2 } else { 1 }] {
         let (phases, excluded) = (*phases, *excluded);
-        let out = run(
-            bin,
-            "schemathesis",
-            &[
-                "run", spec, "--url", url, "--checks", "all", "--exclude-checks", excluded, "--phases", phases,
-                "--max-examples", "25", "--seed", "7", "--request-timeout", "30",
-            ],
-            &root(),
-        );
+        let mut args = vec![
+            "run", spec, "--url", url, "--checks", "all", "--exclude-checks", excluded, "--phases", phases, "--max-examples", "25", "--seed", "7",
+            "--request-timeout", "30",
+        ];
+        if let Some(header) = &header {
+            args.extend(["-H", header.as_str()]);
+        }
+        let out = run(bin, "schemathesis", &args, &root());
         let log = text(&out);
         assert!(out.status.success(), "Schemathesis ({phases}) found problems with {spec}:\n{}", &log[log.len().saturating_sub(6000)..]);
         // Errored scenarios (a timeout, a dropped connection) do not always fail the run: refuse them too.
@@ -113,9 +118,10 @@ fn schemathesis(bin: &Path, spec: &str, url: &str, stateful: bool) {
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_daemon() {
     let bin = tools();
-    let daemon = Daemon::start(&["--base-image-template", "jinad/contract-missing-base:{python}"]).await;
+    let token = "contract-test-token-0123456789";
+    let daemon = Daemon::start_under(&[], token, &["--base-image-template", "jinad/contract-missing-base:{python}"]).await;
     let url = daemon.url.clone();
-    tokio::task::spawn_blocking(move || schemathesis(&bin, "openapi/openapi.json", &url, true)).await.unwrap();
+    tokio::task::spawn_blocking(move || schemathesis(&bin, "openapi/openapi.json", &url, true, Some(token))).await.unwrap();
 }
 
 #[tokio::test]
@@ -126,7 +132,7 @@ async fn schemathesis_finds_nothing_against_a_flow_gateway() {
     std::fs::write(&flow, "jtype: Flow\nexecutors:\n  - name: a\n    uses: Passthrough\n  - name: enc\n    uses: HashEncoder\n    with: {dim: 8}\n").unwrap();
     let (mut child, line) = crate::common::flow::spawn_until_line(Command::new(crate::common::BIN).arg("flow").arg(&flow));
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("URL").to_string();
-    let result = tokio::task::spawn_blocking(move || schemathesis(&bin, "openapi/gateway.json", &url, false)).await;
+    let result = tokio::task::spawn_blocking(move || schemathesis(&bin, "openapi/gateway.json", &url, false, None)).await;
     let _ = child.kill();
     let _ = child.wait();
     result.unwrap();

@@ -550,6 +550,28 @@ mod tests {
     }
 
     #[test]
+    fn remote_hosts_with_their_tokens() {
+        let f = parse(
+            "jtype: Flow\nexecutors:\n  - name: a\n    host: 10.0.0.2:8000\n    token: tb\n  - name: b\n    uses: VectorIndexer\n    shards: 3\n    token: shared\n    host:\n      - http://10.0.0.2:8000/\n      - {host: 'c.example:8001', token: tc}\n",
+        )
+        .unwrap();
+        let a = f.pods[0].remote.as_ref().unwrap();
+        assert_eq!(a.hosts, vec![RemoteHost { api: "http://10.0.0.2:8000".into(), token: Some("tb".into()) }]);
+        assert!(!a.spread(1));
+        let b = f.pods[1].remote.as_ref().unwrap();
+        assert_eq!(
+            b.hosts,
+            vec![
+                RemoteHost { api: "http://10.0.0.2:8000".into(), token: Some("shared".into()) },
+                RemoteHost { api: "http://c.example:8001".into(), token: Some("tc".into()) }
+            ]
+        );
+        assert!(b.spread(3), "three shards over two hosts: spread, head and tail here");
+        assert_eq!((b.uses.as_str(), f.pods[1].shards), ("VectorIndexer", 3));
+        assert!(f.pods.iter().all(|p| p.container.is_none()));
+    }
+
+    #[test]
     fn errors_name_the_line_or_field() {
         let flow = |body: &str| format!("jtype: Flow\nexecutors:\n{body}");
         let cases: &[(String, &[&str])] = &[
@@ -569,6 +591,14 @@ mod tests {
             (flow("  - name: a\n    uses: docker://x\n    with: {dim: 3}\n"), &["executors[0] (a).with", "CMD"]),
             (flow("  - name: a\n    uses: docker://x\n    image: y\n"), &["not both"]),
             (flow("  - name: a\n    uses: docker://\n"), &["image reference"]),
+            (flow("  - name: a\n    host: nowhere\n"), &["executors[0] (a).host", "HOST:PORT"]),
+            (flow("  - name: a\n    host: https://b:8000\n"), &["TLS"]),
+            (flow("  - name: a\n    host: []\n"), &["one to"]),
+            (flow("  - name: a\n    token: t\n"), &["executors[0] (a).token", "host"]),
+            (flow("  - name: a\n    host: b:8000\n    image: x\n"), &["executors[0] (a).image"]),
+            (flow("  - name: a\n    host: b:8000\n    workspace: w\n"), &["executors[0] (a).workspace"]),
+            (flow("  - name: a\n    host: [{host: b:8000, tokn: x}]\n"), &["executors[0]"]),
+            (flow("  - name: a\n    host: b:8000\n    uses: X\n    py_modules: [../x.py]\n"), &["py_modules", "inside"]),
         ];
         for (yaml, wanted) in cases {
             let e = parse(yaml).unwrap_err();

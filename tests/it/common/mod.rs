@@ -44,7 +44,10 @@ impl Daemon {
         let token_file = data.join("token");
         std::fs::write(&token_file, format!("{token}\n")).expect("token file");
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        args.extend(["--base-image-template".to_string(), base_template(), "--token-file".into(), token_file.display().to_string()]);
+        if !extra.contains(&"--base-image-template") {
+            args.extend(["--base-image-template".to_string(), base_template()]);
+        }
+        args.extend(["--token-file".to_string(), token_file.display().to_string()]);
         let mut daemon = Daemon {
             data,
             _data_guard: Some(guard),
