@@ -2,6 +2,7 @@
 //! `openapi/openapi.json` is a committed copy that a test keeps in step.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{deployments, status, workspaces};
@@ -45,6 +46,20 @@ struct BearerScheme;
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // Every operation that needs the token may answer 401 `unauthorized`.
+        let unauthorized = ResponseBuilder::new()
+            .description(crate::error::describe("No token, or not the daemon's", &[crate::error::Code::Unauthorized]))
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head, &mut item.options];
+            for operation in operations.into_iter().flatten() {
+                // An operation with its own (empty) requirement is public: liveness, readiness.
+                if operation.security.is_none() {
+                    operation.responses.responses.insert("401".to_string(), unauthorized.clone().into());
+                }
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             super::auth::SCHEME,
