@@ -65,6 +65,12 @@ run_flow() { # $1: YAML; prints "req/s p50"
     kill -0 "$FLOW" 2>/dev/null || { cat "$WORK/flow.err" >&2; exit 1; }
     sleep 0.2
   done
+  # The remote case must really run the pod on B: the flow says where, B lists it.
+  if grep -q "host:" "$WORK/flow/flow.yml"; then
+    grep -q "pod mid runs on 10.79.2.2:8000" "$WORK/flow.err" || { echo "mid is not on host B" >&2; cat "$WORK/flow.err" >&2; exit 1; }
+    [ "$(curl -s -H "Authorization: Bearer $TOKEN" http://10.79.2.2:8000/pods | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] ||
+      { echo "host B does not list the pod" >&2; exit 1; }
+  fi
   ip netns exec "${P}a" wrk -t1 -c1 -d2s -s "$WORK/post.lua" http://10.79.1.2:9000/index >/dev/null   # warm-up
   ip netns exec "${P}a" wrk -t1 -c1 -d"$DURATION" --latency -s "$WORK/post.lua" http://10.79.1.2:9000/index |
     awk '/Requests\/sec/ {r=$2} /^ +50%/ {p=$2} END {print r, p}'
