@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::flow::{docs, match_ids, wait_exit};
+use crate::common::flow::{docs, first_line, match_ids, wait_exit};
 use crate::common::{Daemon, BIN};
 
 const TOKEN_B: &str = "token-of-host-b-0123456789";
@@ -126,19 +126,7 @@ impl NsFlow {
                 }
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(300)).unwrap_or_default();
+        let line = first_line(child.stdout.take().expect("stdout")).recv_timeout(Duration::from_secs(300)).unwrap_or_default();
         match line.split_whitespace().find(|w| w.starts_with("http://")) {
             Some(url) => Ok(NsFlow { child: Some(child), url: url.to_string(), stderr }),
             None => {

@@ -107,22 +107,27 @@ impl Drop for FlowProc {
     }
 }
 
-/// Starts `cmd` with stdout piped and returns once it printed its first line.
-pub fn spawn_until_line(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn jinad");
-    let stdout = child.stdout.take().expect("stdout");
+/// The first line `stdout` prints (empty if it closes first), read by a thread that then keeps
+/// draining it so the child never blocks on a full pipe.
+pub fn first_line(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
         let _ = tx.send(line);
-        // Keep draining so the child never blocks on a full pipe.
         let mut sink = String::new();
         while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
             sink.clear();
         }
     });
+    rx
+}
+
+/// Starts `cmd` with stdout piped and returns once it printed its first line.
+pub fn spawn_until_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn jinad");
+    let rx = first_line(child.stdout.take().expect("stdout"));
     let line = rx.recv_timeout(Duration::from_secs(30)).expect("the process printed its ready line");
     assert!(!line.is_empty(), "the process exited before it was ready: {:?}", child.try_wait());
     (child, line)
