@@ -99,6 +99,7 @@ error_codes! {
     WorkspaceBusy = "workspace_busy", Some(409), "A build of this workspace is running.";
     InvalidStateTransition = "invalid_state_transition", Some(409), "The request does not apply in the row's state.";
     WorkspaceNotActive = "workspace_not_active", Some(409), "The workspace is FAILED or being deleted: nothing starts in it.";
+    PodNameTaken = "pod_name_taken", Some(409), "A live pod or pea of this workspace already has this name (and, for peas, the same shard and replica): the two would share one data directory.";
     NoLease = "no_lease", Some(409), "The pod or pea was created without `lease_seconds`: there is no lease to renew.";
     UploadTooLarge = "upload_too_large", Some(413), "The request body is larger than `--max-upload-size`.";
     UnprocessableEntity = "unprocessable_entity", Some(422), "The body is well-formed but not what the route takes.";

@@ -33,8 +33,19 @@ fn role(outcome: Result<(), String>) {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JINAD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rocket=error,_=error"));
+    let filter = match tracing_subscriber::EnvFilter::try_from_env("JINAD_LOG") {
+        // Below info, these dump whole requests, the `Authorization` header (the API token)
+        // included: never, whatever JINAD_LOG asks for.
+        Ok(mut filter) => {
+            for cap in ["rocket::server=info", "hyper=info", "hyper_util=info", "reqwest=info", "h2=info"] {
+                if let Ok(directive) = cap.parse() {
+                    filter = filter.add_directive(directive);
+                }
+            }
+            filter
+        }
+        Err(_) => tracing_subscriber::EnvFilter::new("info,rocket=error,_=error"),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

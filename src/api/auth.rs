@@ -33,7 +33,8 @@ impl BearerAuth {
     /// Whether the `Authorization` header value carries the token (constant time in its content:
     /// both sides are hashed first, so neither length nor a matching prefix shows in the timing).
     pub fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(given) = authorization.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))) else {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let Some(given) = authorization.and_then(|v| v.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t) else {
             return false;
         };
         let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
@@ -80,6 +81,7 @@ mod tests {
     fn only_the_exact_token_passes() {
         let auth = BearerAuth::new("s3cret-token-0123456789");
         assert!(auth.accepts(Some("Bearer s3cret-token-0123456789")));
+        assert!(auth.accepts(Some("BEARER s3cret-token-0123456789")));
         for bad in [None, Some(""), Some("Bearer"), Some("Bearer "), Some("s3cret-token-0123456789"), Some("Basic s3cret-token-0123456789"), Some("Bearer s3cret-token-012345678"), Some("Bearer s3cret-token-01234567890")] {
             assert!(!auth.accepts(bad), "{bad:?}");
         }

@@ -154,6 +154,7 @@ impl From<DeployError> for ApiError {
             DeployError::InvalidFlow(m) => ApiError::new(Code::InvalidFlow, m),
             DeployError::InvalidPod(m) => ApiError::new(Code::InvalidPod, m),
             e @ DeployError::WorkspaceNotActive(..) => ApiError::new(Code::WorkspaceNotActive, e.to_string()),
+            DeployError::NameTaken(m) => ApiError::new(Code::PodNameTaken, m),
         }
     }
 }
@@ -217,7 +218,7 @@ async fn create(daemon: &Daemon, kind: Kind, at: &ReachedAt, data: Data<'_>) -> 
         (status = 201, description = "Queued (PENDING)", body = DeploymentView),
         (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
-        (status = 409, description = describe("The workspace cannot run anything", &[Code::WorkspaceNotActive]), body = ErrorBody),
+        (status = 409, description = describe("The workspace cannot run anything, or the name is taken", &[Code::WorkspaceNotActive, Code::PodNameTaken]), body = ErrorBody),
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pod request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/pods", data = "<data>")]
@@ -232,7 +233,7 @@ pub async fn create_pod(daemon: &Managed<Arc<Daemon>>, at: ReachedAt, data: Data
         (status = 201, description = "Queued (PENDING)", body = DeploymentView),
         (status = 400, description = describe("Bad request", CREATE_ERRORS), body = ErrorBody),
         (status = 404, description = describe("No such workspace", &[Code::WorkspaceNotFound]), body = ErrorBody),
-        (status = 409, description = describe("The workspace cannot run anything", &[Code::WorkspaceNotActive]), body = ErrorBody),
+        (status = 409, description = describe("The workspace cannot run anything, or the name is taken", &[Code::WorkspaceNotActive, Code::PodNameTaken]), body = ErrorBody),
         (status = 413, description = describe("Body too large", &[Code::UploadTooLarge]), body = ErrorBody),
         (status = 422, description = describe("Not a pea request", &[Code::UnprocessableEntity]), body = ErrorBody)))]
 #[post("/peas", data = "<data>")]

@@ -25,6 +25,10 @@ pub async fn expire(daemon: &Daemon) -> Result<usize, DeployError> {
     let mut n = 0;
     for row in daemon.store.expired_leases().await? {
         let Some(id) = row.object_id() else { continue };
+        // Renewed since it was listed: keep it.
+        if !daemon.store.lease_expired(&id).await? {
+            continue;
+        }
         match deployment::delete(daemon, &id).await {
             Ok(_) => {
                 tracing::warn!(%id, "lease of {} s not renewed: deleting", row.lease_seconds.unwrap_or_default());

@@ -135,6 +135,8 @@ pub enum DeployError {
     InvalidPod(String),
     #[error("{0} is {1}: nothing starts in it")]
     WorkspaceNotActive(ObjectId, State),
+    #[error("{0}")]
+    NameTaken(String),
 }
 
 /// A checked flow: the parsed spec and where its YAML is inside the containers.
@@ -201,6 +203,14 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
     if !valid_name(&req.name) || req.name == "gateway" {
         return Err(format!("name: `{}` must start with a letter or `_`, hold only letters, digits, `_`, `-` (at most 64), and not be `gateway`", req.name));
     }
+    for (field, n) in [("replicas", req.replicas), ("shards", req.shards)] {
+        if n == 0 || n > MAX_PEAS_PER_POD {
+            return Err(format!("{field}: must be between 1 and {MAX_PEAS_PER_POD} (got {n})"));
+        }
+    }
+    if req.replicas * req.shards > MAX_PEAS_PER_POD {
+        return Err(format!("replicas × shards must be at most {MAX_PEAS_PER_POD}"));
+    }
     if kind == Kind::Pod && (req.shard_id.is_some() || req.replica_id.is_some()) {
         return Err("shard_id/replica_id: only a pea is one pea of its pod (POST /peas)".into());
     }
@@ -222,14 +232,6 @@ pub fn check_pod(root: &Path, kind: Kind, req: &PodRequest) -> Result<CheckedPod
             req.shards.saturating_sub(1),
             req.replicas.saturating_sub(1)
         ));
-    }
-    for (field, n) in [("replicas", req.replicas), ("shards", req.shards)] {
-        if n == 0 || n > MAX_PEAS_PER_POD {
-            return Err(format!("{field}: must be between 1 and {MAX_PEAS_PER_POD} (got {n})"));
-        }
-    }
-    if req.replicas * req.shards > MAX_PEAS_PER_POD {
-        return Err(format!("replicas × shards must be at most {MAX_PEAS_PER_POD}"));
     }
     if req.needs == 0 || req.needs > MAX_PEAS_PER_POD {
         return Err(format!("needs: must be between 1 and {MAX_PEAS_PER_POD}"));
@@ -358,8 +360,41 @@ pub async fn create_pod(daemon: &Daemon, kind: Kind, req: PodRequest) -> Result<
     let root = daemon.config.workspaces_dir().join(ws.as_str());
     check_pod(&root, kind, &req).map_err(DeployError::InvalidPod)?;
     let req = PodRequest { workspace_id: ws.to_string(), ..req };
+    // Checked and inserted under one lock per workspace, so two requests cannot both pass.
+    let _guard = daemon
+        .row_locks
+        .lock_within(&format!("{ws}#pod-names"), std::time::Duration::from_secs(30))
+        .await
+        .ok_or_else(|| DeployError::NameTaken(format!("{ws}: too many pod starts at once; try again")))?;
+    name_free(daemon, &ws, kind, &req).await?;
     let lease = req.lease_seconds;
     insert(daemon, kind, &ws, serde_json::to_value(&req).unwrap_or_default(), lease).await
+}
+
+/// A pod's data lives in `workspace/<name>` of its workspace (a pea of a sharded pod in
+/// `shard-i` inside it): two live pods or peas of one name would write the same files — two Flows
+/// of one project on one host, say. Only peas of distinct shards or replicas may share a name.
+async fn name_free(daemon: &Daemon, ws: &ObjectId, kind: Kind, req: &PodRequest) -> Result<(), DeployError> {
+    for other in daemon.store.deployments_of(ws).await? {
+        if other.state == State::Deleting || other.kind() == Some(Kind::Flow) {
+            continue;
+        }
+        let Ok(spec) = serde_json::from_value::<PodRequest>(other.spec_json()) else { continue };
+        if spec.name != req.name {
+            continue;
+        }
+        let distinct_peas = kind == Kind::Pea
+            && other.kind() == Some(Kind::Pea)
+            && (spec.shard_id.unwrap_or(0), spec.replica_id.unwrap_or(0)) != (req.shard_id.unwrap_or(0), req.replica_id.unwrap_or(0));
+        if !distinct_peas {
+            let lease = other.lease_expires_at.map(|t| format!("; it was made for a Flow elsewhere and goes when its lease runs out at {t}")).unwrap_or_default();
+            return Err(DeployError::NameTaken(format!(
+                "{} `{}` of this workspace is {} and would share its data directory{lease}: delete it first, or use another name",
+                other.id, req.name, other.state
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn insert(daemon: &Daemon, kind: Kind, ws: &ObjectId, spec: Value, lease_seconds: Option<u64>) -> Result<DeploymentRow, DeployError> {

@@ -236,6 +236,15 @@ impl Store {
         }
     }
 
+    /// Whether the row's lease has run out now (a renewal may have landed since it was listed).
+    pub async fn lease_expired(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM deployments WHERE id = ? AND lease_expires_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Leased rows whose lease ran out and that are not being deleted yet.
     pub async fn expired_leases(&self) -> Result<Vec<DeploymentRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeploymentRow>(

@@ -272,6 +272,14 @@ async fn a_rest_pod_in_containers_serves_a_gateway_on_the_host() {
     assert_eq!(view["state"], "ACTIVE", "{view}");
     assert_eq!(view["containers"].as_array().unwrap().len(), 4, "head, two replicas, tail: {view}");
     let (entry, ctrl) = (view["ports"]["in"].as_str().unwrap().to_string(), view["ports"]["ctrl"].as_str().unwrap().to_string());
+    // A second live `enc` of this workspace would write the same data directory: refused.
+    for (path, body) in [
+        ("/pods", json!({"workspace_id": ws, "name": "enc", "out": {"gateway": "bind"}})),
+        ("/peas", json!({"workspace_id": ws, "name": "enc", "replicas": 2, "shard_id": 0, "replica_id": 1, "out": {"gateway": "bind"}})),
+    ] {
+        let (status, answer) = post_json(&daemon, path, body).await;
+        assert_eq!((status, answer["code"].as_str()), (409, Some("pod_name_taken")), "{answer}");
+    }
 
     let (gateway, line) = crate::common::flow::spawn_until_line(std::process::Command::new(crate::common::BIN).args([
         "gateway", "--port", "0", "--entry", &format!("enc={entry}"), "--returns", &format!("tcp://0.0.0.0:{returns}"),

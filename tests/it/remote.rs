@@ -314,6 +314,10 @@ async fn a_flow_spans_three_hosts_fails_cleanly_and_leaves_nothing_behind() {
     let (status, body, _) = flow.post("/search", json!({"data": docs(&[("q", "document number 7 about topic 1")])})).await;
     assert_eq!(status, 200, "data kept by the shards across restarts: {body}");
     assert_eq!(match_ids(&body, 0).first().map(String::as_str), Some("d7"), "{body}");
+    // A second Flow of the same project would share the shards' data directories: refused.
+    let Err((code, stderr, _)) = NsFlow::start(hosts.ns(0), dir.path(), &[]) else { panic!("a second copy must not start") };
+    assert!(code != Some(0) && stderr.contains("pod_name_taken"), "{stderr}");
+    assert_eq!(deployed(&b).await, (1, 1), "the running Flow's pods are untouched");
     hosts.cut(0, 2);
     for _ in 0..3 {
         let (status, body, took) = flow.post("/search", json!({"data": docs(&[("q", "topic 1")])})).await;

@@ -46,6 +46,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest project uploaded (the daemon's default `--max-upload-size` is 100 MiB).
 const MAX_PROJECT_BYTES: u64 = 100 << 20;
+/// Most files of a project (a Flow YAML in a home directory should fail fast, not walk it all).
+const MAX_PROJECT_FILES: usize = 10_000;
 
 /// What a remote pod or pea reported once ACTIVE (`ports` of its view).
 #[derive(Debug, Clone)]
@@ -113,11 +115,15 @@ impl Project {
                     if let Ok(rel) = path.strip_prefix(root) {
                         files.push(rel.to_string_lossy().replace('\\', "/"));
                     }
+                    if total > MAX_PROJECT_BYTES || files.len() > MAX_PROJECT_FILES {
+                        return Err(format!(
+                            "{}: the Flow's directory is uploaded to its `host:` daemons, and it holds more than {} MiB or {MAX_PROJECT_FILES} files: put the Flow in a directory of its own",
+                            root.display(),
+                            MAX_PROJECT_BYTES >> 20
+                        ));
+                    }
                 }
             }
-        }
-        if total > MAX_PROJECT_BYTES {
-            return Err(format!("{}: the project is {} MiB; at most {} MiB are uploaded to remote hosts", root.display(), total >> 20, MAX_PROJECT_BYTES >> 20));
         }
         files.sort();
         let digest = crate::workspace::digest::of_files(root, &files).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -317,6 +323,7 @@ impl Remotes {
             .name("remote-leases".into())
             .spawn(move || {
                 let mut failing: Vec<bool> = Vec::new();
+                let mut failed: Vec<bool> = Vec::new();
                 let mut next = Instant::now() + every;
                 while !stop.load(Ordering::SeqCst) {
                     if Instant::now() < next {
@@ -326,9 +333,17 @@ impl Remotes {
                     next = Instant::now() + every;
                     let leases = shared.lock().map(|l| l.clone()).unwrap_or_default();
                     failing.resize(leases.len(), false);
-                    for ((host, url, pod), failing) in leases.iter().zip(failing.iter_mut()) {
+                    failed.resize(leases.len(), false);
+                    for (((host, url, pod), failing), failed) in leases.iter().zip(failing.iter_mut()).zip(failed.iter_mut()) {
                         let request = with_token(client.put(url).timeout(every.min(CALL_TIMEOUT)), host);
                         match answer(host, &format!("renewing the lease of pod {pod}"), request.send()) {
+                            // Its daemon saw it fail (a container exited): say so once.
+                            Ok(row) if row.get("state").and_then(Value::as_str) == Some("FAILED") && !*failed => {
+                                *failed = true;
+                                let code = row.get("error_code").and_then(Value::as_str).unwrap_or("");
+                                let message = row.get("error_message").and_then(Value::as_str).unwrap_or("");
+                                tracing::error!("host {}: pod {pod} FAILED ({code}): {message}; requests it should answer fail until the Flow is restarted", label(host));
+                            }
                             Ok(_) if *failing => {
                                 tracing::info!("host {}: the lease of pod {pod} is renewed again", label(host));
                                 *failing = false;

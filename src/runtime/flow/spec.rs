@@ -87,11 +87,13 @@ struct PodYaml {
     py_modules: Vec<PathBuf>,
 }
 
+// `Many` first: serde builds a struct from a sequence too, so `[a, b]` would otherwise read as
+// one `{host: a, token: b}`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum HostsYaml {
-    One(HostYaml),
     Many(Vec<HostYaml>),
+    One(HostYaml),
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,11 +103,25 @@ enum HostYaml {
     WithToken(HostWithToken),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct HostWithToken {
     host: String,
     token: Option<String>,
+}
+
+/// Only from a mapping `{host, token}` (never from a sequence, which serde would allow).
+impl<'de> Deserialize<'de> for HostWithToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            host: String,
+            token: Option<String>,
+        }
+        let map = BTreeMap::<String, Value>::deserialize(d)?;
+        let Fields { host, token } = serde_json::from_value(Value::Object(map.into_iter().collect())).map_err(serde::de::Error::custom)?;
+        Ok(HostWithToken { host, token })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +168,9 @@ pub struct FlowSpec {
     pub workspace: PathBuf,
     /// The YAML's directory: relative paths start there, and it is what remote hosts get.
     pub base: PathBuf,
+    /// The YAML file, when it was loaded from one (it is not uploaded to remote hosts: it may
+    /// hold their tokens, and remote pods get their arguments in the request).
+    pub source: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub pods: Vec<PodSpec>,
     /// `needs[i]`: the inputs of pod `i`.
@@ -169,7 +188,9 @@ impl FlowSpec {
     pub fn load(path: &Path) -> Result<Self, FlowError> {
         let text = std::fs::read_to_string(path).map_err(|e| FlowError(format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))
+        let mut spec = Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))?;
+        spec.source = Some(path.to_path_buf());
+        Ok(spec)
     }
 
     /// Parses `text`; relative paths are taken from `base` (the YAML file's directory);
@@ -348,6 +369,7 @@ impl FlowSpec {
             timeout: Duration::from_millis(yaml.with.timeout_ms.unwrap_or(10_000).max(1)),
             workspace,
             base: base.to_path_buf(),
+            source: None,
             env,
             pods,
             needs,
@@ -551,6 +573,12 @@ mod tests {
 
     #[test]
     fn remote_hosts_with_their_tokens() {
+        // Two plain hosts are two hosts (not one host whose token is the second).
+        let two = parse("jtype: Flow\nexecutors:\n  - name: a\n    shards: 2\n    host: [b:8000, c:8000]\n    token: t\n").unwrap();
+        let hosts = &two.pods[0].remote.as_ref().unwrap().hosts;
+        assert_eq!(hosts.iter().map(|h| (h.api.as_str(), h.token.as_deref())).collect::<Vec<_>>(), [("http://b:8000", Some("t")), ("http://c:8000", Some("t"))]);
+        let two = parse("jtype: Flow\nexecutors:\n  - name: a\n    shards: 2\n    host:\n      - b:8000\n      - c:8000\n").unwrap();
+        assert_eq!(two.pods[0].remote.as_ref().unwrap().hosts.len(), 2);
         let f = parse(
             "jtype: Flow\nexecutors:\n  - name: a\n    host: 10.0.0.2:8000\n    token: tb\n  - name: b\n    uses: VectorIndexer\n    shards: 3\n    token: shared\n    host:\n      - http://10.0.0.2:8000/\n      - {host: 'c.example:8001', token: tc}\n",
         )
