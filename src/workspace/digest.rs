@@ -3,16 +3,21 @@
 //! starts (`digest` of a workspace); `jinad flow` computes it over the files it would upload.
 //! Both sides run this function, so they agree exactly when the files agree: the relative paths
 //! (`/`-separated, sorted) and each file's bytes (a link: its target). Modes, times and empty
-//! directories do not count.
+//! directories do not count, and neither does [`PODS_DATA`]: what pods write while they run is
+//! not the project.
 
 use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// `sha256:<hex>` of the files `rel_paths` (relative to `root`).
+/// The directory of a workspace where pods keep their data (`jinad pod --workspace`'s default).
+pub const PODS_DATA: &str = "workspace";
+
+/// `sha256:<hex>` of the files `rel_paths` (relative to `root`), those under [`PODS_DATA`] left out.
 pub fn of_files(root: &Path, rel_paths: &[String]) -> std::io::Result<String> {
-    let mut sorted: Vec<&String> = rel_paths.iter().collect();
+    let data = format!("{PODS_DATA}/");
+    let mut sorted: Vec<&String> = rel_paths.iter().filter(|p| !p.starts_with(&data)).collect();
     sorted.sort();
     sorted.dedup();
     let mut tree = Sha256::new();
@@ -71,5 +76,9 @@ mod tests {
         std::fs::rename(b.path().join("x/one.py"), b.path().join("x/two.py")).unwrap();
         let renamed = vec!["x/two.py".to_string(), "flow.yml".to_string()];
         assert_ne!(da, of_files(b.path(), &renamed).unwrap(), "names count");
+        std::fs::create_dir_all(a.path().join("workspace/idx")).unwrap();
+        std::fs::write(a.path().join("workspace/idx/index.log"), "data").unwrap();
+        let with_data = vec!["x/one.py".to_string(), "flow.yml".to_string(), "workspace/idx/index.log".to_string()];
+        assert_eq!(da, of_files(a.path(), &with_data).unwrap(), "pods' data is not the project");
     }
 }

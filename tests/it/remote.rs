@@ -341,6 +341,23 @@ async fn a_flow_spans_three_hosts_fails_cleanly_and_leaves_nothing_behind() {
     wait_empty(&b, &id_b, Duration::from_secs(60), "B after kill -9").await;
     wait_empty(&c, &id_c, Duration::from_secs(60), "C after kill -9").await;
 
+    // 6. The project changed: its workspace on each host is updated in place (rebuilt), so the
+    //    shards find their data again and nothing piles up on the hosts.
+    let ids = |list: Value| list.as_array().map(|l| l.iter().filter_map(|w| w["id"].as_str().map(str::to_string)).collect::<Vec<_>>()).unwrap_or_default();
+    let (old_b, old_c) = (ids(b.get("/workspaces").await.1), ids(c.get("/workspaces").await.1));
+    assert_eq!((old_b.len(), old_c.len()), (1, 1));
+    std::fs::write(dir.path().join("README.txt"), "a new version of the project\n").expect("write");
+    let mut flow = NsFlow::start(hosts.ns(0), dir.path(), &[]).unwrap_or_else(|e| panic!("flow did not start a fourth time: {e:?}"));
+    assert!(flow.stderr().contains(&format!("updating {}", old_b[0])), "{}", flow.stderr());
+    assert_eq!((ids(b.get("/workspaces").await.1), ids(c.get("/workspaces").await.1)), (old_b.clone(), old_c.clone()));
+    let view = b.get(&format!("/workspaces/{}", old_b[0])).await.1;
+    assert_eq!(view["builds"], 2, "rebuilt once for the new version: {view}");
+    let (status, body, _) = flow.post("/search", json!({"data": docs(&[("q", "document number 7 about topic 1")])})).await;
+    assert_eq!((status, match_ids(&body, 0).first().map(String::as_str)), (200, Some("d7")), "the shards kept their data: {body}");
+    assert_eq!(flow.stop().0, Some(0), "{}", flow.stderr());
+    wait_empty(&b, &id_b, Duration::from_secs(30), "B after the fourth close").await;
+    wait_empty(&c, &id_c, Duration::from_secs(30), "C after the fourth close").await;
+
     // Leave the engine as we found it: the workspaces (images, networks) go too.
     for daemon in [&b, &c] {
         for ws in daemon.get("/workspaces").await.1.as_array().cloned().unwrap_or_default() {

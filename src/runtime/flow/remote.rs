@@ -241,17 +241,56 @@ impl Remotes {
             }
             None => {
                 let archive = self.project.tar_gz()?;
-                tracing::info!("host {}: uploading the project ({} files, {} KiB)", label(host), self.project.files.len(), archive.len() >> 10);
+                let size = archive.len() >> 10;
                 let part = reqwest::blocking::multipart::Part::bytes(archive).file_name("project.tar.gz");
                 let form = reqwest::blocking::multipart::Form::new().part("files", part);
-                let request = with_token(self.client.post(&url).multipart(form).timeout(Duration::from_secs(300)), host);
-                let created = answer(host, "uploading the project", request.send())?;
+                // The project's earlier version there is updated in place: its pods' data
+                // (`workspace/<pod>`) stays with it, and no stale copy piles up on the host.
+                let request = match self.previous(host) {
+                    Some(previous) => {
+                        tracing::info!("host {}: updating {previous} to this version of the project ({} files, {size} KiB)", label(host), self.project.files.len());
+                        self.client.put(format!("{url}/{previous}"))
+                    }
+                    None => {
+                        tracing::info!("host {}: uploading the project ({} files, {size} KiB)", label(host), self.project.files.len());
+                        self.client.post(&url)
+                    }
+                };
+                let created = answer(host, "uploading the project", with_token(request.multipart(form).timeout(Duration::from_secs(300)), host).send())?;
                 created.get("id").and_then(Value::as_str).ok_or_else(|| format!("host {}: the upload's answer has no id", label(host)))?.to_string()
             }
         };
         self.wait_active(host, &format!("{}/workspaces/{id}", host.api), &format!("workspace {id}"), interrupted)?;
         self.workspaces.insert(host.api.clone(), id.clone());
+        self.remember(host, &id);
         Ok(id)
+    }
+
+    /// Where this project's workspaces are remembered per host: `.jinad-remote.json` next to the
+    /// YAML (hidden, so never uploaded).
+    fn known(&self) -> (PathBuf, BTreeMap<String, String>) {
+        let path = self.project.root.join(".jinad-remote.json");
+        let known = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        (path, known)
+    }
+
+    /// The workspace an earlier version of this project got on `host`, if it is still there and
+    /// can take an update (ACTIVE or FAILED).
+    fn previous(&self, host: &RemoteHost) -> Option<String> {
+        let (_, known) = self.known();
+        let id = known.get(&host.api)?;
+        let row = answer(host, "looking for the previous version", with_token(self.client.get(format!("{}/workspaces/{id}", host.api)), host).send()).ok()?;
+        matches!(row.get("state").and_then(Value::as_str), Some("ACTIVE" | "FAILED")).then(|| id.clone())
+    }
+
+    fn remember(&self, host: &RemoteHost, id: &str) {
+        let (path, mut known) = self.known();
+        known.insert(host.api.clone(), id.to_string());
+        if let Ok(text) = serde_json::to_string_pretty(&known) {
+            if let Err(e) = std::fs::write(&path, text) {
+                tracing::warn!("cannot remember the remote workspaces in {}: {e}", path.display());
+            }
+        }
     }
 
     /// Polls `url` until the row is ACTIVE; FAILED, DELETING, gone or too slow is an error.

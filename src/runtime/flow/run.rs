@@ -106,7 +106,7 @@ impl RunningFlow {
         let mut remotes = None;
         let mut placed = Placed::default();
         if spec.pods.iter().any(|p| p.remote.is_some()) {
-            let mut skip = vec![spec.workspace.clone()];
+            let mut skip = vec![spec.workspace.clone(), spec.base.join(crate::workspace::digest::PODS_DATA)];
             skip.extend(spec.pods.iter().map(|p| p.workspace.clone()));
             skip.extend(spec.source.iter().map(|yaml| spec.base.join(yaml.file_name().unwrap_or_default())));
             let root = spec.base.clone();
