@@ -387,7 +387,10 @@ async fn name_free(daemon: &Daemon, ws: &ObjectId, kind: Kind, req: &PodRequest)
             && other.kind() == Some(Kind::Pea)
             && (spec.shard_id.unwrap_or(0), spec.replica_id.unwrap_or(0)) != (req.shard_id.unwrap_or(0), req.replica_id.unwrap_or(0));
         if !distinct_peas {
-            let lease = other.lease_expires_at.map(|t| format!("; it was made for a Flow elsewhere and goes when its lease runs out at {t}")).unwrap_or_default();
+            let lease = other
+                .lease_expires_at
+                .map(|t| format!("; it was made for a Flow elsewhere, which renews its lease while it runs (now until {t}): stop that Flow, or wait that long after it was killed"))
+                .unwrap_or_default();
             return Err(DeployError::NameTaken(format!(
                 "{} `{}` of this workspace is {} and would share its data directory{lease}: delete it first, or use another name",
                 other.id, req.name, other.state

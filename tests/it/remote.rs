@@ -103,9 +103,10 @@ impl NsFlow {
     /// Starts the flow; `Err(stderr)` when it exits before it is ready.
     fn start(ns: &str, dir: &std::path::Path, args: &[&str]) -> Result<NsFlow, (Option<i32>, String, Duration)> {
         let started = Instant::now();
+        // `flow.yml` relative to the working directory, as people type it.
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "flow"])
-            .arg(dir.join("flow.yml"))
+            .args(["netns", "exec", ns, BIN, "flow", "flow.yml"])
+            .current_dir(dir)
             .args(["--port", "0", "--host", "10.77.1.2", "--remote-lease", "6", "--remote-timeout", "180"])
             .args(args)
             .env("JINAD_TOKEN_B", TOKEN_B)
@@ -203,6 +204,8 @@ fn write_flow(dir: &std::path::Path, b: &str, c: &str) {
     );
     std::fs::write(dir.join("flow.yml"), yaml).expect("write flow.yml");
     std::fs::write(dir.join("README.txt"), "a project uploaded to the remote hosts\n").expect("write");
+    // Another Flow of the project, with a token in it: Flow YAMLs are never uploaded.
+    std::fs::write(dir.join("prod.yaml"), "jtype: Flow\nexecutors:\n  - name: x\n    host: h:1\n    token: inline-secret\n").expect("write");
 }
 
 fn host_of(daemon: &Daemon) -> String {
@@ -296,6 +299,7 @@ async fn a_flow_spans_three_hosts_fails_cleanly_and_leaves_nothing_behind() {
     assert_eq!(deployed(&c).await, (0, 1), "idx's shard 1 on C");
     let workspaces_b = b.get("/workspaces").await.1;
     assert_eq!(workspaces_b.as_array().map(Vec::len), Some(1), "{workspaces_b}");
+    assert_eq!(workspaces_b[0]["files"], json!(["README.txt"]), "only the project, no Flow YAML: {workspaces_b}");
     let logs = flow.stderr();
     assert!(logs.contains(&format!("[mid@{host_b}]")) && logs.contains(&format!("[idx@{host_c}]")), "remote logs in the flow's output:\n{logs}");
 

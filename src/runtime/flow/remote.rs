@@ -85,8 +85,8 @@ pub struct Remotes {
     renewer: Option<JoinHandle<()>>,
 }
 
-/// The files `jinad flow` uploads: everything under the YAML's directory but hidden entries,
-/// `__pycache__`, links and the local pods' data directories.
+/// The files `jinad flow` uploads: everything under the YAML's directory but Flow YAMLs (they may
+/// hold tokens), hidden entries, `__pycache__`, links and the pods' data directories.
 struct Project {
     root: PathBuf,
     files: Vec<String>,
@@ -111,6 +111,10 @@ impl Project {
                 if kind.is_dir() {
                     stack.push(path);
                 } else if kind.is_file() {
+                    // Flow YAMLs are not the pods' business, and they may hold hosts' tokens.
+                    if is_flow_yaml(&path) {
+                        continue;
+                    }
                     total += entry.metadata().map(|m| m.len()).unwrap_or(0);
                     if let Ok(rel) = path.strip_prefix(root) {
                         files.push(rel.to_string_lossy().replace('\\', "/"));
@@ -138,6 +142,12 @@ impl Project {
         }
         tar.into_inner().and_then(|gz| gz.finish()).map_err(|e| format!("packing the project: {e}"))
     }
+}
+
+/// A `.yml`/`.yaml` file that declares `jtype: Flow`.
+fn is_flow_yaml(path: &Path) -> bool {
+    let yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+    yaml && std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l.contains("jtype") && l.contains("Flow")))
 }
 
 /// `host` as messages name it.

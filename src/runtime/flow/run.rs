@@ -108,7 +108,6 @@ impl RunningFlow {
         if spec.pods.iter().any(|p| p.remote.is_some()) {
             let mut skip = vec![spec.workspace.clone(), spec.base.join(crate::workspace::digest::PODS_DATA)];
             skip.extend(spec.pods.iter().map(|p| p.workspace.clone()));
-            skip.extend(spec.source.iter().map(|yaml| spec.base.join(yaml.file_name().unwrap_or_default())));
             let root = spec.base.clone();
             let mut r = Remotes::new(&root, &skip, remote.clone())?;
             match start_remote_pods(&spec, &mut r, interrupted) {

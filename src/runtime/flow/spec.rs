@@ -168,9 +168,6 @@ pub struct FlowSpec {
     pub workspace: PathBuf,
     /// The YAML's directory: relative paths start there, and it is what remote hosts get.
     pub base: PathBuf,
-    /// The YAML file, when it was loaded from one (it is not uploaded to remote hosts: it may
-    /// hold their tokens, and remote pods get their arguments in the request).
-    pub source: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub pods: Vec<PodSpec>,
     /// `needs[i]`: the inputs of pod `i`.
@@ -187,10 +184,10 @@ pub struct FlowError(pub String);
 impl FlowSpec {
     pub fn load(path: &Path) -> Result<Self, FlowError> {
         let text = std::fs::read_to_string(path).map_err(|e| FlowError(format!("cannot read {}: {e}", path.display())))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut spec = Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))?;
-        spec.source = Some(path.to_path_buf());
-        Ok(spec)
+        // Absolute, so that `flow.yml` (no directory part) has a directory too; links are kept.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&text, &base).map_err(|FlowError(m)| FlowError(format!("{}: {m}", path.display())))
     }
 
     /// Parses `text`; relative paths are taken from `base` (the YAML file's directory);
@@ -369,7 +366,6 @@ impl FlowSpec {
             timeout: Duration::from_millis(yaml.with.timeout_ms.unwrap_or(10_000).max(1)),
             workspace,
             base: base.to_path_buf(),
-            source: None,
             env,
             pods,
             needs,
