@@ -244,6 +244,36 @@ pub fn image_owners(image: &ManagedObject) -> Vec<ObjectId> {
     owners
 }
 
+/// Reconcile as soon as one of this daemon's containers stops (Docker's `die` events), so a row
+/// whose container died turns FAILED (or is seen restarting) within a second instead of at the
+/// next periodic pass. Bursts are coalesced; a lost event stream is subscribed again.
+pub async fn on_container_exits(daemon: Arc<Daemon>) {
+    loop {
+        let mut exits = match daemon.engine.container_exits().await {
+            Ok(exits) => exits,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        while let Some(row) = exits.recv().await {
+            // A stop the daemon itself makes (delete, failed start) also dies: let it finish.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while exits.try_recv().is_ok() {}
+            tracing::debug!(%row, "a container stopped: reconciling");
+            match reconcile(&daemon).await {
+                Ok(report) if report != Report::default() => {
+                    tracing::info!(?report, "reconciled after a container stopped");
+                    daemon.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("reconciliation skipped: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
 /// Reconcile every `interval`, forever; an unreachable engine just skips a round.
 pub async fn run_periodically(daemon: Arc<Daemon>, interval: Duration) {
     loop {

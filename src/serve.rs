@@ -27,6 +27,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     }
     tokio::spawn(worker::run_scheduler(daemon.clone()));
     tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
+    tokio::spawn(reconcile::on_container_exits(daemon.clone()));
     tokio::spawn(crate::deployment::lease::run_expiry(daemon.clone()));
 
     let announce = rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {

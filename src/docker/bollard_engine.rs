@@ -428,6 +428,28 @@ impl Engine for DockerEngine {
         Ok(rx)
     }
 
+    async fn container_exits(&self) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError> {
+        let client = self.client().await?;
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["die".to_string()]),
+            ("label".to_string(), vec![format!("{}={}", labels::DAEMON, self.daemon_id)]),
+        ]);
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut stream = client.events(Some(bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() }));
+            while let Some(Ok(event)) = stream.next().await {
+                let row = event.actor.and_then(|a| a.attributes).and_then(|mut attributes| attributes.remove(labels::ID));
+                if let Some(row) = row {
+                    if tx.send(row).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), DockerError> {
         let result = async {
             let options = StopContainerOptionsBuilder::default().t(grace.as_secs().min(600) as i32).build();

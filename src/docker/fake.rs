@@ -451,6 +451,13 @@ impl Engine for FakeEngine {
         Ok(rx)
     }
 
+    async fn container_exits(&self) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError> {
+        self.enter("container_exits")?;
+        // The fake has no event stream: an ended one (the periodic reconciliation covers it).
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        Ok(rx)
+    }
+
     async fn labelled_containers(&self, wanted: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError> {
         self.enter("labelled_containers")?;
         Ok(self.with(|w| {

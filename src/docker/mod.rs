@@ -176,6 +176,10 @@ pub trait Engine: Send + Sync {
     async fn labelled_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ManagedObject>, DockerError>;
     /// An image's `CMD`, `None` if the image is not on the engine.
     async fn image_command(&self, image: &str) -> Result<Option<Vec<String>>, DockerError>;
+
+    /// The `jinad.id` of each of this daemon's containers that stops (exits, is killed, dies), as
+    /// it happens; the stream ends when the engine connection does (subscribe again).
+    async fn container_exits(&self) -> Result<tokio::sync::mpsc::Receiver<String>, DockerError>;
 }
 
 /// What the engine says about itself.

@@ -290,6 +290,19 @@ async fn a_rest_pod_in_containers_serves_a_gateway_on_the_host() {
     let answer = call(&url, "/index", json!({"data": docs(&[("a", "hello"), ("b", "world")])})).await;
     assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(8), "{answer}");
 
+    // A container killed behind its back: the daemon hears it from Docker's events, not at its
+    // next reconciliation (an hour away here): FAILED within seconds.
+    let tail = containers_with(&docker, "jinad.id", &pod)
+        .await
+        .into_iter()
+        .find(|c| c.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get("jinad.pea")).map(String::as_str) == Some("enc/tail"))
+        .expect("the tail's container");
+    let killed = Instant::now();
+    docker.kill_container(tail.id.as_deref().unwrap(), None::<bollard::query_parameters::KillContainerOptions>).await.expect("kill");
+    let failed = wait_row(&daemon, &format!("/pods/{pod}"), &["FAILED"], Duration::from_secs(15)).await;
+    assert_eq!(failed["error_code"], "container_exited", "{failed}");
+    eprintln!("a killed pod container turned the row FAILED in {:?}", killed.elapsed());
+
     let (status, _) = daemon.delete(&format!("/pods/{pod}")).await;
     assert_eq!(status, 202);
     let deadline = Instant::now() + Duration::from_secs(60);
