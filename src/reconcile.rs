@@ -261,14 +261,7 @@ pub async fn on_container_exits(daemon: Arc<Daemon>) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             while exits.try_recv().is_ok() {}
             tracing::debug!(%row, "a container stopped: reconciling");
-            match reconcile(&daemon).await {
-                Ok(report) if report != Report::default() => {
-                    tracing::info!(?report, "reconciled after a container stopped");
-                    daemon.wake.notify_one();
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("reconciliation skipped: {e}"),
-            }
+            reconcile_and_report(&daemon, "reconciled after a container stopped").await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -278,13 +271,18 @@ pub async fn on_container_exits(daemon: Arc<Daemon>) {
 pub async fn run_periodically(daemon: Arc<Daemon>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        match reconcile(&daemon).await {
-            Ok(report) if report != Report::default() => {
-                tracing::info!(?report, "reconciled");
-                daemon.wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("reconciliation skipped: {e}"),
+        reconcile_and_report(&daemon, "reconciled").await;
+    }
+}
+
+/// One pass; what it changed is logged as `what`, and wakes the workers.
+async fn reconcile_and_report(daemon: &Daemon, what: &str) {
+    match reconcile(daemon).await {
+        Ok(report) if report != Report::default() => {
+            tracing::info!(?report, "{what}");
+            daemon.wake.notify_one();
         }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reconciliation skipped: {e}"),
     }
 }
