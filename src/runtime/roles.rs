@@ -52,10 +52,10 @@ pub struct FlowArgs {
     pub transport: TransportArg,
     /// Lease of the pods started on `host:` daemons, in seconds: a host deletes them when the
     /// Flow has not renewed it for this long (the Flow was killed or cut off).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = super::flow::remote::DEFAULT_LEASE_SECS)]
     pub remote_lease: u64,
     /// Seconds a `host:` daemon may take to build the uploaded project and start a pod.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = super::flow::remote::DEFAULT_START_TIMEOUT_SECS)]
     pub remote_timeout: u64,
 }
 

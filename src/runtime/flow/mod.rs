@@ -2,6 +2,7 @@
 //! starts every pod (one thread per pea, head and tail) and the gateway in this process.
 
 pub mod containers;
+pub mod hosts;
 pub mod remote;
 pub mod run;
 pub mod spec;

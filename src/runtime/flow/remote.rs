@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 
-use crate::runtime::pod::{PodSpec, RemoteHost};
+use super::spec::FlowSpec;
+use crate::deployment::BIND;
+use crate::runtime::pod::{PodSpec, RemoteHost, RemotePea, RemotePod};
 
 /// How the Flow treats its remote daemons.
 #[derive(Debug, Clone)]
@@ -32,9 +34,14 @@ pub struct RemoteOptions {
     pub start_timeout: Duration,
 }
 
+/// `jinad flow --remote-lease`'s default, in seconds.
+pub const DEFAULT_LEASE_SECS: u64 = 30;
+/// `jinad flow --remote-timeout`'s default, in seconds.
+pub const DEFAULT_START_TIMEOUT_SECS: u64 = 600;
+
 impl Default for RemoteOptions {
     fn default() -> Self {
-        RemoteOptions { lease: Duration::from_secs(30), start_timeout: Duration::from_secs(600) }
+        RemoteOptions { lease: Duration::from_secs(DEFAULT_LEASE_SECS), start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT_SECS) }
     }
 }
 
@@ -200,13 +207,7 @@ impl Remotes {
     /// (the local pods' data).
     pub fn new(root: &Path, skip: &[PathBuf], options: RemoteOptions) -> Result<Self, String> {
         let build = |timeout: Option<Duration>| {
-            let builder = Client::builder().connect_timeout(CONNECT_TIMEOUT).no_proxy();
-            match timeout {
-                Some(t) => builder.timeout(t),
-                None => builder.timeout(None),
-            }
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))
+            Client::builder().connect_timeout(CONNECT_TIMEOUT).no_proxy().timeout(timeout).build().map_err(|e| format!("HTTP client: {e}"))
         };
         let mut remotes = Remotes {
             client: build(Some(CALL_TIMEOUT))?,
@@ -456,10 +457,9 @@ fn started(row: &Value) -> Option<Started> {
     Some(Started { in_addr: text(ports.get("in")?)?, ctrl_addr: text(ports.get("ctrl")?)?, nodes, out })
 }
 
-/// The `POST /pods` (or `/peas`) body for `pod`, results going to `out` (consumer → address or
-/// `bind`).
-pub fn pod_body(pod: &PodSpec, out: &BTreeMap<String, String>) -> Option<Value> {
-    let remote = pod.remote.as_ref()?;
+/// The `POST /pods` (or `/peas`) body for `pod`, which runs on `remote`'s hosts, results going
+/// to `out` (consumer → address or `bind`).
+fn pod_body(pod: &PodSpec, remote: &RemotePod, out: &BTreeMap<String, String>) -> Value {
     let mut body = json!({
         "name": pod.name,
         "uses": remote.uses,
@@ -474,5 +474,67 @@ pub fn pod_body(pod: &PodSpec, out: &BTreeMap<String, String>) -> Option<Value> 
     if let Some(polling) = &remote.polling {
         body["polling"] = polling.clone();
     }
-    Some(body)
+    body
 }
+
+/// Where the remote pods run: a whole pod on one host (by pod index), or the peas of a pod
+/// spread over several hosts (its head and tail run here).
+#[derive(Default)]
+pub struct Placed {
+    pub pods: BTreeMap<usize, Started>,
+    pub spread: BTreeMap<usize, Vec<RemotePea>>,
+}
+
+/// Starts every `host:` pod on its daemon(s), consumers before producers. A remote pod's results
+/// go to a remote consumer's input directly; for anything that runs here (a local pod, the head
+/// of a spread pod, the gateway) the remote pod binds them (`bind`) and this side connects.
+pub fn place(spec: &FlowSpec, remotes: &mut Remotes, interrupted: &AtomicBool) -> Result<Placed, String> {
+    let mut checked = std::collections::BTreeSet::new();
+    for host in spec.pods.iter().filter_map(|p| p.remote.as_ref()).flat_map(|r| &r.hosts) {
+        if checked.insert(host.api.clone()) {
+            remotes.check(host)?;
+        }
+    }
+    let mut placed = Placed::default();
+    for &i in spec.order.iter().rev() {
+        let pod = &spec.pods[i];
+        let Some(remote) = &pod.remote else { continue };
+        let peas = pod.pea_names();
+        if remote.spread(peas.len()) {
+            // One pea per host in turn; each binds its results for the tail here.
+            let mut started = Vec::new();
+            for (k, (shard, replica, pea)) in peas.into_iter().enumerate() {
+                let host = &remote.hosts[k % remote.hosts.len()];
+                let out = BTreeMap::from([("tail".to_string(), BIND.to_string())]);
+                let mut body = pod_body(pod, remote, &out);
+                body["shard_id"] = shard.into();
+                body["replica_id"] = replica.into();
+                let s = remotes.start(host, "peas", &pod.name, body, interrupted)?;
+                let out_addr = s.out.get("tail").cloned().ok_or_else(|| format!("host {}: pea {pea} reports no bound output", label(host)))?;
+                tracing::info!("pod {}: pea {pea} runs on {}", pod.name, label(host));
+                started.push(RemotePea { name: pea, shard, in_addr: s.in_addr, out_addr, ctrl_addr: s.ctrl_addr });
+            }
+            placed.spread.insert(i, started);
+            continue;
+        }
+        let mut out = BTreeMap::new();
+        match spec.consumers(i) {
+            consumers if consumers.is_empty() => {
+                out.insert("gateway".to_string(), BIND.to_string());
+            }
+            consumers => {
+                for j in consumers {
+                    let addr = placed.pods.get(&j).map(|s| s.in_addr.clone()).unwrap_or_else(|| BIND.to_string());
+                    out.insert(spec.pods[j].name.clone(), addr);
+                }
+            }
+        }
+        let host = &remote.hosts[0];
+        let body = pod_body(pod, remote, &out);
+        let s = remotes.start(host, "pods", &pod.name, body, interrupted)?;
+        tracing::info!("pod {} runs on {}", pod.name, label(host));
+        placed.pods.insert(i, s);
+    }
+    Ok(placed)
+}
+

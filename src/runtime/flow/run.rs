@@ -3,7 +3,6 @@
 //! Start order is downstream first, so every node's outputs exist when it starts; stop order is
 //! gateway first, then pods from the entry down, so executors `close()` (and persist) last.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,11 +10,10 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::containers::Containers;
-use super::remote::{self, RemoteOptions, Remotes, Started};
+use super::remote::{self, Placed, RemoteOptions, Remotes};
 use super::spec::{FlowSpec, Need};
-use crate::deployment::BIND;
 use crate::runtime::gateway::{self, Dispatcher, GatewayPlan};
-use crate::runtime::pod::{self, Output, RemotePea, RunningPod, Transport, Wiring};
+use crate::runtime::pod::{self, Output, RunningPod, Transport, Wiring};
 use crate::runtime::sockets;
 
 /// How long every pea has to answer `status` after the Flow started it.
@@ -30,67 +28,6 @@ pub struct RunningFlow {
     containers: Option<Containers>,
     /// The pods running on other jinad daemons (`host:`), if any.
     remotes: Option<Remotes>,
-}
-
-/// Where the remote pods run: a whole pod on one host (by pod index), or the peas of a pod
-/// spread over several hosts (its head and tail run here).
-#[derive(Default)]
-struct Placed {
-    pods: BTreeMap<usize, Started>,
-    spread: BTreeMap<usize, Vec<RemotePea>>,
-}
-
-/// Starts every `host:` pod on its daemon(s), consumers before producers. A remote pod's results
-/// go to a remote consumer's input directly; for anything that runs here (a local pod, the head
-/// of a spread pod, the gateway) the remote pod binds them (`bind`) and this side connects.
-fn start_remote_pods(spec: &FlowSpec, remotes: &mut Remotes, interrupted: &AtomicBool) -> Result<Placed, String> {
-    let mut checked = std::collections::BTreeSet::new();
-    for host in spec.pods.iter().filter_map(|p| p.remote.as_ref()).flat_map(|r| &r.hosts) {
-        if checked.insert(host.api.clone()) {
-            remotes.check(host)?;
-        }
-    }
-    let mut placed = Placed::default();
-    for &i in spec.order.iter().rev() {
-        let pod = &spec.pods[i];
-        let Some(remote) = &pod.remote else { continue };
-        let peas = pod.pea_names();
-        if remote.spread(peas.len()) {
-            // One pea per host in turn; each binds its results for the tail here.
-            let mut started = Vec::new();
-            for (k, (shard, replica, pea)) in peas.into_iter().enumerate() {
-                let host = &remote.hosts[k % remote.hosts.len()];
-                let out = BTreeMap::from([("tail".to_string(), BIND.to_string())]);
-                let mut body = remote::pod_body(pod, &out).unwrap_or_default();
-                body["shard_id"] = shard.into();
-                body["replica_id"] = replica.into();
-                let s = remotes.start(host, "peas", &pod.name, body, interrupted)?;
-                let out_addr = s.out.get("tail").cloned().ok_or_else(|| format!("host {}: pea {pea} reports no bound output", remote::label(host)))?;
-                info!("pod {}: pea {pea} runs on {}", pod.name, remote::label(host));
-                started.push(RemotePea { name: pea, shard, in_addr: s.in_addr, out_addr, ctrl_addr: s.ctrl_addr });
-            }
-            placed.spread.insert(i, started);
-            continue;
-        }
-        let mut out = BTreeMap::new();
-        match spec.consumers(i) {
-            consumers if consumers.is_empty() => {
-                out.insert("gateway".to_string(), BIND.to_string());
-            }
-            consumers => {
-                for j in consumers {
-                    let addr = placed.pods.get(&j).map(|s| s.in_addr.clone()).unwrap_or_else(|| BIND.to_string());
-                    out.insert(spec.pods[j].name.clone(), addr);
-                }
-            }
-        }
-        let host = &remote.hosts[0];
-        let body = remote::pod_body(pod, &out).unwrap_or_default();
-        let s = remotes.start(host, "pods", &pod.name, body, interrupted)?;
-        info!("pod {} runs on {}", pod.name, remote::label(host));
-        placed.pods.insert(i, s);
-    }
-    Ok(placed)
 }
 
 impl RunningFlow {
@@ -110,7 +47,7 @@ impl RunningFlow {
             skip.extend(spec.pods.iter().map(|p| p.workspace.clone()));
             let root = spec.base.clone();
             let mut r = Remotes::new(&root, &skip, remote.clone())?;
-            match start_remote_pods(&spec, &mut r, interrupted) {
+            match remote::place(&spec, &mut r, interrupted) {
                 Ok(p) => placed = p,
                 Err(e) => {
                     for problem in r.close() {

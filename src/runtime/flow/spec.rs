@@ -33,7 +33,9 @@ use serde_json::{Map, Value};
 
 use crate::runtime::executor::ExecutorSpec;
 use crate::runtime::polling::{Polling, PollingSpec};
-use crate::runtime::pod::{ContainerPod, PodSpec, RemoteHost, RemotePod};
+use crate::runtime::pod::{ContainerPod, PodSpec, RemotePod};
+#[cfg(test)]
+use crate::runtime::pod::RemoteHost;
 
 pub const MAX_PEAS_PER_POD: usize = 64;
 
@@ -78,50 +80,13 @@ struct PodYaml {
     env: BTreeMap<String, Scalar>,
     workspace: Option<PathBuf>,
     /// A remote jinad (`HOST:PORT`), or a list of them to spread the pod's peas over.
-    host: Option<HostsYaml>,
+    host: Option<super::hosts::HostsYaml>,
     /// The token of the `host:` daemons (each list entry may carry its own).
     token: Option<String>,
     image: Option<String>,
     /// Python files to import; `uses` is then a class defined in them.
     #[serde(default)]
     py_modules: Vec<PathBuf>,
-}
-
-// `Many` first: serde builds a struct from a sequence too, so `[a, b]` would otherwise read as
-// one `{host: a, token: b}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum HostsYaml {
-    Many(Vec<HostYaml>),
-    One(HostYaml),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum HostYaml {
-    Addr(String),
-    WithToken(HostWithToken),
-}
-
-#[derive(Debug)]
-struct HostWithToken {
-    host: String,
-    token: Option<String>,
-}
-
-/// Only from a mapping `{host, token}` (never from a sequence, which serde would allow).
-impl<'de> Deserialize<'de> for HostWithToken {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            host: String,
-            token: Option<String>,
-        }
-        let map = BTreeMap::<String, Value>::deserialize(d)?;
-        let Fields { host, token } = serde_json::from_value(Value::Object(map.into_iter().collect())).map_err(serde::de::Error::custom)?;
-        Ok(HostWithToken { host, token })
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +208,7 @@ impl FlowSpec {
             let hosts = match pod.host {
                 None if pod.token.is_some() => return Err(err("token", "`token` goes with `host:`".into())),
                 None => None,
-                Some(hosts) => Some(remote_hosts(hosts, pod.token.as_deref()).map_err(|m| err("host", m))?),
+                Some(hosts) => Some(super::hosts::remote_hosts(hosts, pod.token.as_deref()).map_err(|m| err("host", m))?),
             };
             if hosts.is_some() && pod.image.is_some() {
                 return Err(err("image", "a `host:` pod runs in the remote daemon's workspace image; `image:` is for local containers".into()));
@@ -451,44 +416,6 @@ fn field_line(text: &str, i: usize, field: &str) -> Option<usize> {
         .find(|&n| lines[n].trim_start().trim_start_matches("- ").starts_with(&key))
         .or(Some(start))
         .map(|n| n + 1)
-}
-
-/// The daemons of a `host:` (one, or a list), each `HOST:PORT` (or `http://HOST:PORT`), with the
-/// entry's own `token` or else the pod's.
-fn remote_hosts(hosts: HostsYaml, token: Option<&str>) -> Result<Vec<RemoteHost>, String> {
-    let items = match hosts {
-        HostsYaml::One(one) => vec![one],
-        HostsYaml::Many(list) => list,
-    };
-    if items.is_empty() || items.len() > MAX_PEAS_PER_POD {
-        return Err(format!("give one to {MAX_PEAS_PER_POD} hosts"));
-    }
-    items
-        .into_iter()
-        .map(|item| {
-            let (addr, own) = match item {
-                HostYaml::Addr(addr) => (addr, None),
-                HostYaml::WithToken(HostWithToken { host, token }) => (host, token),
-            };
-            let token = own.or_else(|| token.map(str::to_string)).filter(|t| !t.is_empty());
-            Ok(RemoteHost { api: remote_api(&addr)?, token })
-        })
-        .collect()
-}
-
-/// `HOST:PORT` or `http://HOST:PORT` → `http://HOST:PORT`.
-fn remote_api(addr: &str) -> Result<String, String> {
-    if addr.starts_with("https://") {
-        return Err(format!("`{addr}`: TLS is not supported yet; use http:// on a trusted network"));
-    }
-    let bare = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
-    let ok = bare.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
-    });
-    if !ok {
-        return Err(format!("`{addr}` is not HOST:PORT (a jinad daemon's API)"));
-    }
-    Ok(format!("http://{bare}"))
 }
 
 /// A Docker image reference: no spaces or control characters, not empty, not an option.
