@@ -32,6 +32,14 @@ pub enum Command {
     Gateway(crate::runtime::roles::GatewayArgs),
     /// Measure the runtime against the figures of DESIGN.md §4 and print one table.
     Bench(crate::runtime::bench::BenchArgs),
+    /// Write a Flow as manifests for Docker Compose / Swarm or Kubernetes.
+    #[command(subcommand)]
+    Export(crate::export::command::ExportCommand),
+    /// Push a workspace's image to a registry (through the daemon that built it).
+    Push(crate::export::command::PushArgs),
+    /// Check a node (`tcp://HOST:PORT`, its control port) or a gateway (`http://…/ready`): exit 0
+    /// when ready. What exported containers' healthchecks run.
+    Probe(crate::runtime::roles::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,7 @@ pub mod daemon_id;
 pub mod deployment;
 pub mod docker;
 pub mod error;
+pub mod export;
 pub mod http_methods;
 pub mod ids;
 pub mod json_numbers;

@@ -3,7 +3,7 @@ use jinad::config::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Openapi { .. }) {
+    if !matches!(cli.command, Command::Openapi { .. } | Command::Probe(_)) {
         init_tracing();
     }
     match cli.command {
@@ -14,6 +14,9 @@ fn main() {
         Command::Pea(args) => role(jinad::runtime::roles::pea(args)),
         Command::Gateway(args) => role(jinad::runtime::roles::gateway(args)),
         Command::Bench(args) => role(jinad::runtime::bench::run(args)),
+        Command::Export(command) => role(jinad::export::command::run(command)),
+        Command::Push(args) => role(jinad::export::command::push(args)),
+        Command::Probe(args) => std::process::exit(jinad::runtime::roles::probe(args)),
         Command::Serve(config) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod deployments;
+pub mod export;
 pub mod openapi;
 pub mod query;
 pub mod status;
@@ -75,6 +76,7 @@ pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Rocket<Build> {
         .mount("/", status::routes())
         .mount("/", workspaces::routes())
         .mount("/", deployments::routes())
+        .mount("/", export::routes())
         .mount("/", SwaggerUi::new("/docs/<_..>").url("/openapi.json", openapi::ApiDoc::openapi()))
         .register("/", catchers![default_catcher])
 }

@@ -143,6 +143,8 @@ pub enum DeployError {
 pub struct CheckedFlow {
     pub spec: FlowSpec,
     pub yaml_in_container: String,
+    /// The YAML as it is in the workspace (before `${{ ENV.X }}` is replaced).
+    pub text: String,
 }
 
 /// Reads and checks the Flow YAML `filename` of the workspace at `root` (links followed only
@@ -187,7 +189,7 @@ pub fn check_flow(root: &Path, filename: &str, envs: &BTreeMap<String, String>) 
         }
     }
     let yaml_in_container = PathBuf::from(WORKSPACE_MOUNT).join(&real).to_string_lossy().into_owned();
-    Ok(CheckedFlow { spec, yaml_in_container })
+    Ok(CheckedFlow { spec, yaml_in_container, text })
 }
 
 /// The pea names of a checked pod request, and the `jinad pea` arguments that describe its pod.

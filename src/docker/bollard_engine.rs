@@ -221,6 +221,24 @@ impl Engine for DockerEngine {
         self.reset_on(result).await
     }
 
+    async fn push_image(&self, repo: &str, tag: &str) -> Result<String, DockerError> {
+        let result = async {
+            let client = self.client().await?;
+            let options = bollard::query_parameters::PushImageOptionsBuilder::default().tag(tag).build();
+            let mut stream = client.push_image(repo, Some(options), None);
+            let mut digest = None;
+            while let Some(info) = stream.next().await {
+                let info = info?;
+                if let Some(d) = info.status.as_deref().and_then(pushed_digest) {
+                    digest = Some(d);
+                }
+            }
+            digest.ok_or_else(|| DockerError::Api { status: 500, message: format!("the engine pushed {repo}:{tag} but reported no digest") })
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
     async fn ensure_network(&self, name: &str, subnet: &str, network_labels: &HashMap<String, String>) -> Result<String, DockerError> {
         let result = async {
             let client = self.client().await?;
@@ -534,3 +552,9 @@ fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+/// The digest in a push's last status line, `TAG: digest: sha256:… size: N`.
+fn pushed_digest(status: &str) -> Option<String> {
+    let rest = status.split_once("digest: ")?.1;
+    let digest = rest.split_whitespace().next()?;
+    (digest.starts_with("sha256:") && digest.len() == 71).then(|| digest.to_string())
+}

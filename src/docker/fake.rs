@@ -313,6 +313,16 @@ impl Engine for FakeEngine {
         })
     }
 
+    async fn push_image(&self, repo: &str, tag: &str) -> Result<String, DockerError> {
+        self.enter("push_image")?;
+        let reference = format!("{repo}:{tag}");
+        self.with(|w| match find_image(w, &reference) {
+            // No registry here: the digest is the image's id, as a content address would be.
+            Some(id) => Ok(format!("sha256:{:0>64}", id.trim_start_matches("sha256:"))),
+            None => Err(DockerError::Api { status: 404, message: format!("no such image: {reference}") }),
+        })
+    }
+
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError> {
         self.enter("tag_image")?;
         self.with(|w| {

@@ -40,6 +40,11 @@ impl DockerError {
         matches!(self, DockerError::Unavailable(_))
     }
 
+    /// The engine refused a network because its subnet overlaps one it has.
+    pub fn is_subnet_taken(&self) -> bool {
+        matches!(self, DockerError::Api { status: 403, message } if message.contains("overlaps"))
+    }
+
     /// The engine answered 404 (for lookups and removals: the object does not exist).
     pub fn is_not_found(&self) -> bool {
         matches!(self, DockerError::Api { status: 404, .. })
@@ -144,6 +149,10 @@ pub trait Engine: Send + Sync {
     async fn remove_dangling_image(&self, id: &str) -> Result<(), DockerError>;
     /// Tag an image (by id) as `repo:tag`, moving the tag if another image had it.
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError>;
+    /// Push `repo:tag` (already tagged) to the registry `repo` names, without credentials (a
+    /// registry that needs a login is not supported yet); returns the digest the registry stored
+    /// the manifest under.
+    async fn push_image(&self, repo: &str, tag: &str) -> Result<String, DockerError>;
     /// The network named `name` on `subnet`, created (bridge, labelled) if missing. Returns its id.
     async fn ensure_network(&self, name: &str, subnet: &str, labels: &HashMap<String, String>) -> Result<String, DockerError>;
     async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError>;

@@ -42,6 +42,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The targets that follow a DNS name ([`Target::connect_all`]).
+    fn targets_mut(&mut self) -> Vec<&mut Target> {
+        match self {
+            Role::Pea { outputs, .. } | Role::Tail { outputs, .. } => outputs.iter_mut().collect(),
+            Role::Head { shards, tail, .. } => shards.iter_mut().flatten().chain(std::iter::once(tail)).collect(),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Role::Pea { .. } => "pea",
@@ -94,10 +102,16 @@ impl Node {
 
     /// Serves until a `terminate` control command (or until the process ends).
     pub fn run(mut self) {
+        // Targets that follow a DNS name are refreshed between polls (at least every 0.5 s).
+        let follows_dns = self.role.targets_mut().iter().any(|t| t.follows_dns());
+        let timeout = if follows_dns { 500 } else { -1 };
         loop {
+            if follows_dns {
+                self.role.targets_mut().into_iter().for_each(Target::refresh);
+            }
             let (data_ready, ctrl_ready) = {
                 let mut items = [self.bound.input.as_poll_item(zmq::POLLIN), self.bound.ctrl.as_poll_item(zmq::POLLIN)];
-                if let Err(e) = zmq::poll(&mut items, -1) {
+                if let Err(e) = zmq::poll(&mut items, timeout) {
                     warn!(node = %self.name, "poll failed: {e}");
                     return;
                 }

@@ -125,6 +125,12 @@ pub struct PodArgs {
     /// A head's peas, `SHARD=NAME=tcp://HOST:PORT`; repeat for every replica of every shard.
     #[arg(long = "shard-out", value_parser = shard_addr)]
     pub shard_outputs: Vec<(usize, String, String)>,
+    /// A head: each `--shard-out` host is a DNS name for all the replicas of its shard (a
+    /// Compose/Swarm service in `dnsrr` mode, a Kubernetes headless Service): connect to every
+    /// address it resolves to and follow it (resolved again every 2 s), so requests are spread
+    /// over the replicas one by one. Without it ZeroMQ connects to one address per name.
+    #[arg(long)]
+    pub resolve_all: bool,
     /// A head's tail, `NAME=tcp://HOST:PORT`.
     #[arg(long, value_parser = named_addr)]
     pub tail: Option<(String, String)>,
@@ -162,6 +168,52 @@ pub struct GatewayArgs {
     pub advertise: Option<String>,
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// `tcp://HOST:PORT`: a node's control port, ready when it answers `status` ready;
+    /// `http://HOST:PORT/PATH`: ready on a 2xx answer.
+    pub target: String,
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// `http://…`: any HTTP answer will do (the server is alive), not only a 2xx.
+    #[arg(long)]
+    pub alive: bool,
+}
+
+/// `jinad probe`: prints what the target answered; the exit code is 0 when it is ready, 1 when it
+/// answered not ready or not at all, 2 for a bad target.
+pub fn probe(args: ProbeArgs) -> i32 {
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    if args.target.starts_with("tcp://") {
+        return match sockets::control(&args.target, ControlRequest::Status, timeout) {
+            Ok(reply) => {
+                println!("{}", json!({"name": reply.name, "role": reply.role, "ready": reply.ready, "processed": reply.processed}));
+                i32::from(!reply.ready)
+            }
+            Err(e) => {
+                eprintln!("jinad probe: {e}");
+                1
+            }
+        };
+    }
+    if !args.target.starts_with("http://") {
+        eprintln!("jinad probe: `{}`: expected tcp://HOST:PORT or http://HOST:PORT/PATH", args.target);
+        return 2;
+    }
+    let answer = reqwest::blocking::Client::builder().timeout(timeout).build().and_then(|c| c.get(&args.target).send());
+    match answer {
+        Ok(response) => {
+            let ok = response.status().is_success() || args.alive;
+            println!("{} {}", response.status().as_u16(), response.text().unwrap_or_default().trim());
+            i32::from(!ok)
+        }
+        Err(e) => {
+            eprintln!("jinad probe: {e}");
+            1
+        }
+    }
 }
 
 fn named_addr(s: &str) -> Result<(String, String), String> {
@@ -342,7 +394,8 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
             let mut shards: Vec<Vec<sockets::Target>> = (0..spec.shards).map(|_| Vec::new()).collect();
             for (shard, name, addr) in &args.shard_outputs {
                 let targets = shards.get_mut(*shard).ok_or_else(|| format!("--shard-out {shard}: the pod has {} shards", spec.shards))?;
-                targets.push(sockets::Target::connect(name, addr).map_err(sock)?);
+                let target = if args.resolve_all { sockets::Target::connect_all(name, addr) } else { sockets::Target::connect(name, addr) };
+                targets.push(target.map_err(sock)?);
             }
             if let Some(empty) = shards.iter().position(Vec::is_empty) {
                 return Err(format!("a head needs --shard-out for every shard (none for shard {empty})"));
@@ -394,8 +447,8 @@ pub fn pea(args: PodArgs) -> Result<(), String> {
 /// `jinad pod`: every node of one pod in this process; a supervisor answers on the control port
 /// for the whole pod (`status`: ready when every node is; `terminate`: stops all, then exits).
 pub fn pod(args: PodArgs) -> Result<(), String> {
-    if args.role != NodeRole::Pea || args.pod.is_some() || args.from_flow.is_some() || !args.shard_outputs.is_empty() || args.tail.is_some() {
-        return Err("--role/--pod/--from-flow/--shard-out/--tail are for `jinad pea`; `jinad pod` runs all of a pod's nodes".into());
+    if args.role != NodeRole::Pea || args.pod.is_some() || args.from_flow.is_some() || !args.shard_outputs.is_empty() || args.tail.is_some() || args.resolve_all {
+        return Err("--role/--pod/--from-flow/--shard-out/--tail/--resolve-all are for `jinad pea`; `jinad pod` runs all of a pod's nodes".into());
     }
     need_outputs(&args)?;
     let spec = pod_spec(&args, &args.name)?;
@@ -465,6 +518,8 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
 /// `jinad gateway`: the HTTP gateway alone, in front of pods running elsewhere.
 pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     let (returns, reply_to) = Dispatcher::bind_returns(&args.returns).map_err(|e| e.to_string())?;
+    // Ready needs the way back too: every leaf connected to the returns socket.
+    let peers = sockets::count_peers(&returns, &reply_to).map_err(|e| e.to_string())?;
     let reply_to = sockets::advertised(&reply_to, args.advertise.as_deref());
     let plan = GatewayPlan {
         entries: args.entries.clone(),
@@ -476,11 +531,19 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let watcher = dispatcher.clone();
     let peas = args.peas.clone();
+    let leaves = args.leaves.max(1);
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(3600);
-        if peas.iter().all(|(_, ctrl)| sockets::wait_ready(ctrl, deadline).is_ok()) {
-            watcher.set_ready(true);
+        if !peas.iter().all(|(_, ctrl)| sockets::wait_ready(ctrl, deadline).is_ok()) {
+            return;
         }
+        while peers.load(Ordering::SeqCst) < leaves as i64 {
+            if Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        watcher.set_ready(true);
     });
     let rocket = gateway::http::rocket(dispatcher.clone(), args.host, args.port).attach(rocket::fairing::AdHoc::on_liftoff(
         "announce",

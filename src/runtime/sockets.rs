@@ -11,7 +11,10 @@
 //! send ZeroMQ heartbeats: a peer behind a cut link is dropped within [`HEARTBEAT_TIMEOUT`], and
 //! sends to it then fail (and are answered as errors) instead of vanishing into a dead connection.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::message::{self, ControlReply, ControlRequest, Kind};
@@ -90,11 +93,55 @@ pub fn advertised(addr: &str, host: Option<&str>) -> String {
     }
 }
 
+/// How often a [`Target::connect_all`] resolves its name again.
+pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A downstream node: its name (for error messages) and a PUSH socket connected to its data input.
 pub struct Target {
     pub name: String,
     pub addr: String,
     socket: zmq::Socket,
+    /// Set by [`Target::connect_all`]: the addresses the name resolves to, followed.
+    replicas: Option<Replicas>,
+}
+
+/// Every address one DNS name resolves to (the replicas of a Compose/Swarm service in `dnsrr`
+/// mode, or the pods behind a Kubernetes headless Service), each connected to by the same PUSH
+/// socket, which then spreads messages over them per message. ZeroMQ itself resolves a name to
+/// one address per connection, so a name with several replicas would otherwise reach only one.
+/// A thread resolves the name every [`RESOLVE_INTERVAL`] (so a slow DNS never stalls the node);
+/// the node's own thread connects new addresses and drops vanished ones ([`Target::refresh`]).
+struct Replicas {
+    host: String,
+    port: u16,
+    connected: BTreeSet<SocketAddr>,
+    seen: u64,
+    latest: Arc<Resolved>,
+}
+
+#[derive(Default)]
+struct Resolved {
+    generation: AtomicU64,
+    addrs: Mutex<BTreeSet<SocketAddr>>,
+}
+
+fn endpoint(addr: &SocketAddr) -> String {
+    format!("tcp://{addr}")
+}
+
+fn resolve(host: &str, port: u16) -> Option<BTreeSet<SocketAddr>> {
+    (host, port).to_socket_addrs().ok().map(|addrs| addrs.collect())
+}
+
+impl Resolved {
+    fn publish(&self, addrs: BTreeSet<SocketAddr>) {
+        if let Ok(mut current) = self.addrs.lock() {
+            if *current != addrs {
+                *current = addrs;
+                self.generation.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl Target {
@@ -111,7 +158,80 @@ impl Target {
     pub fn connect(name: &str, addr: &str) -> Result<Self, SocketError> {
         let socket = Self::push_socket(addr)?;
         socket.connect(addr).map_err(zerr("connect to", addr))?;
-        Ok(Target { name: name.to_string(), addr: addr.to_string(), socket })
+        Ok(Target { name: name.to_string(), addr: addr.to_string(), socket, replicas: None })
+    }
+
+    /// A PUSH socket connected to *every* address the host of `addr` (`tcp://NAME:PORT`)
+    /// resolves to, now and as it changes (see [`Replicas`]); the node calls [`Target::refresh`].
+    /// A name that does not resolve yet is no error: sends fail as `unreachable` until it does.
+    pub fn connect_all(name: &str, addr: &str) -> Result<Self, SocketError> {
+        let (host, port) = addr
+            .strip_prefix("tcp://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .and_then(|(host, port)| Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port.parse::<u16>().ok()?)))
+            .ok_or_else(|| SocketError::Zmq { action: "resolve", addr: addr.to_string(), source: zmq::Error::EINVAL })?;
+        let socket = Self::push_socket(addr)?;
+        socket.set_ipv6(true).map_err(zerr("configure", addr))?;
+        let latest = Arc::new(Resolved::default());
+        latest.publish(resolve(&host, port).unwrap_or_default());
+        let weak = Arc::downgrade(&latest);
+        let (h, p) = (host.clone(), port);
+        std::thread::Builder::new()
+            .name(format!("resolve {host}"))
+            .spawn(move || loop {
+                std::thread::sleep(RESOLVE_INTERVAL);
+                let found = resolve(&h, p);
+                // The target is gone: so is the reason to resolve.
+                let Some(latest) = weak.upgrade() else { return };
+                if let Some(found) = found {
+                    latest.publish(found);
+                }
+            })
+            .map_err(|_| SocketError::Zmq { action: "start a resolver for", addr: addr.to_string(), source: zmq::Error::ENOMEM })?;
+        let mut target = Target {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            socket,
+            replicas: Some(Replicas { host, port, connected: BTreeSet::new(), seen: u64::MAX, latest }),
+        };
+        target.refresh();
+        Ok(target)
+    }
+
+    /// Whether [`Target::refresh`] has anything to do (the node then polls with a timeout).
+    pub fn follows_dns(&self) -> bool {
+        self.replicas.is_some()
+    }
+
+    /// Connects the addresses the name newly resolves to and disconnects the vanished ones.
+    pub fn refresh(&mut self) {
+        let Some(replicas) = &mut self.replicas else { return };
+        let generation = replicas.latest.generation.load(Ordering::SeqCst);
+        if generation == replicas.seen {
+            return;
+        }
+        let wanted = match replicas.latest.addrs.lock() {
+            Ok(addrs) => addrs.clone(),
+            Err(_) => return,
+        };
+        replicas.seen = generation;
+        for gone in replicas.connected.difference(&wanted) {
+            if let Err(e) = self.socket.disconnect(&endpoint(gone)) {
+                tracing::debug!(target = %self.name, "disconnect {gone}: {e}");
+            }
+        }
+        for new in wanted.difference(&replicas.connected) {
+            if let Err(e) = self.socket.connect(&endpoint(new)) {
+                tracing::warn!(target = %self.name, "cannot connect to {new} ({}:{}): {e}", replicas.host, replicas.port);
+            }
+        }
+        tracing::debug!(target = %self.name, "{}:{} resolves to {wanted:?}", replicas.host, replicas.port);
+        replicas.connected = wanted;
+    }
+
+    /// The addresses this target is connected to now, for a target that follows a name.
+    pub fn resolved(&self) -> Vec<SocketAddr> {
+        self.replicas.as_ref().map(|r| r.connected.iter().copied().collect()).unwrap_or_default()
     }
 
     /// A PUSH socket bound at `addr` that the consumer `name` connects its PULL to
@@ -125,7 +245,7 @@ impl Target {
         };
         socket.bind(&wanted).map_err(zerr("bind", addr))?;
         let bound = socket.get_last_endpoint().map_err(zerr("read the endpoint of", addr))?.unwrap_or_else(|_| wanted.clone());
-        Ok(Target { name: name.to_string(), addr: connectable(&bound), socket })
+        Ok(Target { name: name.to_string(), addr: connectable(&bound), socket, replicas: None })
     }
 
     /// [`Target::bind`] when `bind`, else [`Target::connect`].
@@ -146,6 +266,37 @@ impl Target {
     pub fn send(&self, frame: &[u8]) -> Result<(), SocketError> {
         self.socket.send(frame, 0).map_err(zerr("send to", &self.addr))
     }
+}
+
+/// Counts the peers connected to the bound socket `socket` now (accepted minus disconnected
+/// connections), from ZeroMQ's socket monitor, read by a thread of its own. A gateway in a
+/// container uses it to report ready only once its leaves have connected back to it: behind an
+/// orchestrator's DNS the return path may open a moment after everything else answers.
+pub fn count_peers(socket: &zmq::Socket, name: &str) -> Result<Arc<std::sync::atomic::AtomicI64>, SocketError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let endpoint = format!("inproc://jinad-monitor-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
+    socket.monitor(&endpoint, events).map_err(zerr("monitor", name))?;
+    let peers = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let monitor = context().socket(zmq::PAIR).map_err(zerr("create a monitor for", name))?;
+    monitor.connect(&endpoint).map_err(zerr("monitor", name))?;
+    let counted = peers.clone();
+    std::thread::Builder::new()
+        .name("peers-monitor".into())
+        .spawn(move || {
+            // Each event: a frame with the event id (u16) and a value (u32), then the address.
+            while let Ok(frames) = monitor.recv_multipart(0) {
+                let Some(id) = frames.first().and_then(|f| f.get(..2)).map(|b| u16::from_le_bytes([b[0], b[1]])) else { continue };
+                match zmq::SocketEvent::from_raw(id) {
+                    zmq::SocketEvent::ACCEPTED => counted.fetch_add(1, Ordering::SeqCst),
+                    zmq::SocketEvent::DISCONNECTED => counted.fetch_sub(1, Ordering::SeqCst),
+                    zmq::SocketEvent::MONITOR_STOPPED => return,
+                    _ => continue,
+                };
+            }
+        })
+        .map_err(|_| SocketError::Zmq { action: "start a monitor for", addr: name.to_string(), source: zmq::Error::ENOMEM })?;
+    Ok(peers)
 }
 
 /// Makes the PULL socket `input` also receive from the PUSH socket bound at `addr` (a remote

@@ -222,6 +222,13 @@ impl Store {
         }
     }
 
+    /// Forget the row's subnet if it is still `subnet` (the engine refused it: another daemon's
+    /// network overlaps it), so that [`Store::allocate_subnet`] picks another.
+    pub async fn release_subnet(&self, id: &ObjectId, subnet: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE workspaces SET subnet = NULL WHERE id = ? AND subnet = ?").bind(id.as_str()).bind(subnet).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// Remove a row whose Docker objects and files are gone; only a DELETING row can go.
     pub async fn remove_workspace(&self, id: &ObjectId) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM workspaces WHERE id = ? AND state = 'DELETING'")

@@ -195,20 +195,40 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
     }
 
     // 5. The network, on a subnet of the daemon's own pool.
+    const SUBNET_ATTEMPTS: u32 = 8;
     let network_id = match daemon.engine.network_id(id.as_str()).await? {
         Some(existing) => existing,
         None => {
-            let taken = daemon.engine.used_subnets().await?;
-            let subnet = daemon.store.allocate_subnet(id, &daemon.network_pool, &taken).await?.ok_or_else(|| {
-                let pool = daemon.network_pool;
-                fail(
-                    Code::NetworkPoolExhausted,
-                    format!("all {} subnets of {} (/{}) are in use; delete workspaces or widen --network-pool", pool.capacity(), pool.range, pool.prefix),
-                )
-            })?;
-            let network = daemon.engine.ensure_network(id.as_str(), &subnet, &object_labels).await?;
-            log.note(&format!("network {id} on {subnet}"));
-            network
+            let mut attempt = 0;
+            // Subnets the engine refused: another daemon's network may not be listed yet while
+            // the engine already holds its subnet.
+            let mut refused: Vec<String> = Vec::new();
+            loop {
+                let mut taken = daemon.engine.used_subnets().await?;
+                taken.extend(refused.iter().cloned());
+                let subnet = daemon.store.allocate_subnet(id, &daemon.network_pool, &taken).await?.ok_or_else(|| {
+                    let pool = daemon.network_pool;
+                    fail(
+                        Code::NetworkPoolExhausted,
+                        format!("all {} subnets of {} (/{}) are in use; delete workspaces or widen --network-pool", pool.capacity(), pool.range, pool.prefix),
+                    )
+                })?;
+                match daemon.engine.ensure_network(id.as_str(), &subnet, &object_labels).await {
+                    Ok(network) => {
+                        log.note(&format!("network {id} on {subnet}"));
+                        break network;
+                    }
+                    // Another daemon on this engine (its own database, the same pool) created a
+                    // network on this subnet since we listed the engine's: drop it, pick again.
+                    Err(e) if e.is_subnet_taken() && attempt < SUBNET_ATTEMPTS => {
+                        attempt += 1;
+                        log.note(&format!("subnet {subnet} was taken meanwhile ({e}); picking another"));
+                        daemon.store.release_subnet(id, &subnet).await?;
+                        refused.push(subnet);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     };
 

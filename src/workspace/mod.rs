@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod context;
 pub mod digest;
+pub mod push;
 pub mod dockerfile;
 pub mod jinad_file;
 pub mod paths;

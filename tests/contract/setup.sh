@@ -15,11 +15,12 @@ VENV="${1:-${JINAD_CONTRACT_VENV:-$ROOT/.venv-contract}}"
 PYTHON="${PYTHON:-python3}"
 CONSTRAINTS="$HERE/constraints.txt"   # the whole tree as installed and tested (pip freeze)
 
-# The three tools, pinned. Keep in step with constraints.txt and README.md.
+# The tools, pinned. Keep in step with constraints.txt and README.md.
 PINS=(
   "openapi-spec-validator==0.9.0"
   "openapi-python-client==0.29.1"
   "schemathesis==4.32.5"
+  "kubernetes-validate==1.37.0"   # `jinad export kubernetes` manifests, schemas shipped (offline)
 )
 
 die() { echo "setup.sh: $*" >&2; exit 1; }

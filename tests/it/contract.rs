@@ -13,11 +13,11 @@ fn root() -> PathBuf {
 }
 
 /// The venv's `bin/`; the tests fail (not skip) without it: CI and scripts/test.sh install it.
-fn tools() -> PathBuf {
+pub fn tools() -> PathBuf {
     let venv = std::env::var("JINAD_CONTRACT_VENV").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv-contract"));
     let bin = venv.join("bin");
     assert!(
-        bin.join("schemathesis").exists() && bin.join("openapi-python-client").exists() && bin.join("openapi-spec-validator").exists(),
+        bin.join("schemathesis").exists() && bin.join("openapi-python-client").exists() && bin.join("openapi-spec-validator").exists() && bin.join("kubernetes-validate").exists(),
         "the contract tools are missing in {}: run tests/contract/setup.sh",
         venv.display()
     );

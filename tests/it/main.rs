@@ -7,6 +7,7 @@ mod bench;
 mod contract;
 mod docker_flows;
 mod docker_workspaces;
+mod export;
 mod flows;
 mod nodes;
 mod openapi;

@@ -178,6 +178,22 @@ async fn a_row_never_goes_active_when_its_image_vanished_before() {
 }
 
 #[tokio::test]
+async fn a_subnet_another_daemon_took_meanwhile_is_given_up_for_another() {
+    // Two daemons on one engine (own databases, the same pool) list the engine's subnets and
+    // create their networks at the same moment: the engine refuses the second on that subnet.
+    let mut rig = rig(&[]).await;
+    let overlap = || DockerError::Api { status: 403, message: "Pool overlaps with other one on this address space".into() };
+    rig.fake.fail("ensure_network", overlap(), 2);
+    rig.start_workers();
+    let id = rig.upload(&[("app.py", "print(3)")]).await;
+    let row = rig.wait_state(&id, State::Active).await;
+    assert!(row.subnet.is_some(), "{row:?}");
+    let log = std::fs::read_to_string(jinad::build_log::path(&rig.daemon.config.logs_dir(), &id)).unwrap_or_default();
+    assert_eq!(log.matches("was taken meanwhile").count(), 2, "{log}");
+    rig.assert_settled(&id).await;
+}
+
+#[tokio::test]
 async fn deleting_a_workspace_leaves_the_shared_image_of_its_twin() {
     let mut rig = rig(&[]).await;
     rig.start_workers();
