@@ -44,6 +44,19 @@ impl From<PushError> for ApiError {
     }
 }
 
+/// What `GET /flows/{id}/export` writes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Compose,
+    Kubernetes,
+}
+
+/// A tar.gz of Kubernetes manifests.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ManifestArchive(#[allow(dead_code)] Vec<u8>);
+
 #[derive(Responder)]
 pub enum ExportBody {
     Compose(String, ContentType),
@@ -57,12 +70,12 @@ pub enum ExportBody {
 #[utoipa::path(get, path = "/flows/{id}/export", tag = "flows", operation_id = "export_flow",
     params(
         ("id" = FlowId, Path, description = "The flow's id"),
-        ("format" = String, Query, description = "`compose` or `kubernetes`"),
-        ("namespace" = Option<String>, Query, description = "Kubernetes namespace (default `jinad`)"),
-        ("port" = Option<u16>, Query, description = "The gateway's published port in a Compose file (default 8080)")),
+        ("format" = ExportFormat, Query, description = "`compose` or `kubernetes`"),
+        ("namespace" = Option<String>, Query, description = "Kubernetes namespace (default `jinad`)", pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
+        ("port" = Option<u16>, Query, description = "The gateway's published port in a Compose file (default 8080)", minimum = 1, maximum = 65535)),
     responses(
         (status = 200, description = "A Compose file (`application/yaml`) or a tar.gz of Kubernetes manifests (`application/gzip`)",
-            content((String = "application/yaml"), (Vec<u8> = "application/gzip"))),
+            content((String = "application/yaml"), (ManifestArchive = "application/gzip"))),
         (status = 400, description = describe("Bad request", &[Code::InvalidId, Code::BadRequest, Code::InvalidExport]), body = ErrorBody),
         (status = 404, description = describe("Not found", &[Code::DeploymentNotFound, Code::WorkspaceNotFound]), body = ErrorBody),
         (status = 409, description = describe("The workspace has no image", &[Code::NoImage]), body = ErrorBody)))]
@@ -95,8 +108,10 @@ pub async fn export_flow(daemon: &Managed<Arc<Daemon>>, id: &str, uri: &rocket::
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
-    /// `REGISTRY[:PORT]/NAME[:TAG]` (tag `latest` when none).
-    #[schema(example = "127.0.0.1:5000/search:v1")]
+    /// `REGISTRY[:PORT]/NAME[:TAG]` (tag `latest` when none); the registry part is a host with a
+    /// `.` or a port, or `localhost` (a bare `NAME` would go to Docker Hub).
+    #[schema(example = "127.0.0.1:5000/search:v1", max_length = 255,
+        pattern = r"^(localhost|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]{1,5})(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")]
     pub reference: String,
 }
 

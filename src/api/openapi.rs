@@ -29,7 +29,7 @@ use super::{deployments, export, status, workspaces};
     security(("bearer" = [])),
     components(schemas(
         crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId, deployments::FlowId, deployments::PodId,
-        deployments::PeaId,
+        deployments::PeaId, export::ExportFormat, export::ManifestArchive,
     )),
     tags(
         (name = "status", description = "Liveness and daemon status"),
