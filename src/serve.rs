@@ -25,6 +25,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         Ok(report) => tracing::info!(?report, "reconciled at start"),
         Err(e) => tracing::warn!("Docker not reachable at start, reconciliation postponed: {e}"),
     }
+    match crate::workspace::push::sweep_leftovers(&daemon).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} image names left by interrupted pushes"),
+        Err(e) => tracing::warn!("cannot look for what interrupted pushes left: {e}"),
+    }
     tokio::spawn(worker::run_scheduler(daemon.clone()));
     tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
     tokio::spawn(reconcile::on_container_exits(daemon.clone()));

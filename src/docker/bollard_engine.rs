@@ -132,6 +132,16 @@ impl Engine for DockerEngine {
         self.reset_on(result).await
     }
 
+    async fn image_references(&self, image: &str) -> Result<Vec<String>, DockerError> {
+        let result = async {
+            Ok(found(self.client().await?.inspect_image(image).await)?
+                .map(|i| i.repo_tags.unwrap_or_default().into_iter().chain(i.repo_digests.unwrap_or_default()).collect())
+                .unwrap_or_default())
+        }
+        .await;
+        self.reset_on(result).await
+    }
+
     async fn build_image(
         &self,
         context: &Path,

@@ -234,6 +234,11 @@ impl Engine for FakeEngine {
         Ok(self.with(|w| find_image(w, name)))
     }
 
+    async fn image_references(&self, image: &str) -> Result<Vec<String>, DockerError> {
+        self.enter("image_references")?;
+        Ok(self.with(|w| find_image(w, image).and_then(|id| w.images.get(&id).map(|i| i.tags.clone())).unwrap_or_default()))
+    }
+
     async fn build_image(
         &self,
         context: &Path,

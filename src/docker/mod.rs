@@ -153,6 +153,8 @@ pub trait Engine: Send + Sync {
     /// registry that needs a login is not supported yet); returns the digest the registry stored
     /// the manifest under.
     async fn push_image(&self, repo: &str, tag: &str) -> Result<String, DockerError>;
+    /// Every name of an image: its `repo:tag`s and its `repo@digest`s (what pushes leave).
+    async fn image_references(&self, image: &str) -> Result<Vec<String>, DockerError>;
     /// The network named `name` on `subnet`, created (bridge, labelled) if missing. Returns its id.
     async fn ensure_network(&self, name: &str, subnet: &str, labels: &HashMap<String, String>) -> Result<String, DockerError>;
     async fn network_id(&self, name: &str) -> Result<Option<String>, DockerError>;

@@ -50,6 +50,9 @@ struct ComposeService {
     command: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     environment: BTreeMap<String, String>,
+    /// Over the labels the workspace image carries (`jinad.managed`, `jinad.daemon`): these
+    /// containers are the orchestrator's, and nothing that sweeps a daemon's objects may take them.
+    labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<Port>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -135,6 +138,13 @@ fn service(t: &Topology, s: &Service) -> ComposeService {
         image: t.options.image.clone(),
         command: s.args.clone(),
         environment: t.options.env.clone(),
+        labels: BTreeMap::from([
+            ("jinad.managed".to_string(), "false".to_string()),
+            ("jinad.daemon".to_string(), String::new()),
+            ("jinad.role".to_string(), "exported".to_string()),
+            ("jinad.flow".to_string(), t.yaml_name.clone()),
+            ("jinad.pea".to_string(), s.pea.clone()),
+        ]),
         ports,
         volumes: s.state_dir.iter().map(|dir| format!("{}:{dir}", volume_name(s))).collect(),
         // Consumers first, as `jinad flow` binds the leaves first; the gateway last (the leaves
@@ -160,7 +170,9 @@ pub fn render(t: &Topology) -> Result<String, super::ExportError> {
         services: Ordered(t.services.iter().map(|s| (s.name.clone(), service(t, s))).collect()),
         volumes: t.stateful().map(|s| (volume_name(s), BTreeMap::new())).collect(),
     };
-    let body = super::yaml::to_string(&file)?;
+    // Compose interpolates `$VAR` in every value: a `$` of the Flow's (an argument, an
+    // environment value) is written `$$`.
+    let body = super::yaml::to_string_with(&file, &|s| s.replace('$', "$$"))?;
     Ok(format!("{HEADER}# Flow: {}, image: {}\n{body}", t.yaml_name, t.options.image))
 }
 

@@ -41,14 +41,17 @@ impl From<ExportError> for ExportFailure {
 /// `restart`), running its workspace's image (`jworkspace:<uuid>`, which holds the files at
 /// `/workspace`). `port`: the gateway's published port.
 /// `id` is a flow's id.
-pub async fn flow(daemon: &Daemon, id: &ObjectId, format: Format, namespace: &str, port: u16) -> Result<Exported, ExportFailure> {
+/// `image`: what the manifests run instead (the workspace image pushed to a registry).
+pub async fn flow(daemon: &Daemon, id: &ObjectId, format: Format, namespace: &str, port: u16, image: Option<String>) -> Result<Exported, ExportFailure> {
     let row = daemon.store.get_deployment(id).await?;
     let request: FlowRequest = serde_json::from_value(row.spec_json()).map_err(|e| ExportFailure::Invalid(format!("{id}: its request cannot be read: {e}")))?;
     let ws_id = row.workspace().ok_or_else(|| ExportFailure::Invalid(format!("{id}: bad workspace id")))?;
     let ws = daemon.store.get_workspace(&ws_id).await?;
-    let image = match (ws.state, ws.image_tag.clone()) {
-        (State::Active, Some(tag)) => tag,
-        (state, _) => return Err(ExportFailure::NoImage(format!("{ws_id} is {state}: it has no image to export yet"))),
+    let image = match (ws.state, ws.image_tag.clone(), image) {
+        (State::Active, Some(_), Some(given)) => given,
+        (State::Active, Some(tag), None) => tag,
+        (State::Pending, ..) => return Err(ExportFailure::NoImage(format!("{ws_id} is PENDING: it has no image to export yet"))),
+        (state, ..) => return Err(ExportFailure::NoImage(format!("{ws_id} is {state}: it has no image to export"))),
     };
     let root = crate::workspace::dir(daemon, &ws_id);
     let checked = deployment::check_flow(&root, &request.filename, &request.envs).map_err(ExportFailure::Invalid)?;

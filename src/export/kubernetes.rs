@@ -125,12 +125,14 @@ fn container(t: &Topology, s: &Service) -> Container {
     if let Some(dir) = &s.state_dir {
         mounts.push(VolumeMount { name: DATA_VOLUME.into(), mount_path: dir.clone(), ..Default::default() });
     }
-    let env: Vec<EnvVar> = t.options.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..Default::default() }).collect();
+    // Kubernetes expands `$(VAR)` in arguments and environment values: `$$(` keeps it literal.
+    let literal = |s: &str| s.replace("$(", "$$(");
+    let env: Vec<EnvVar> = t.options.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(literal(v)), ..Default::default() }).collect();
     Container {
         name: "jinad".into(),
         image: Some(t.options.image.clone()),
         // The image's entrypoint is `jinad`: these are its arguments.
-        args: Some(s.args.clone()),
+        args: Some(s.args.iter().map(|a| literal(a)).collect()),
         env: (!env.is_empty()).then_some(env),
         ports: Some(s.ports.iter().map(|(name, port)| ContainerPort { name: Some((*name).into()), container_port: i32::from(*port), protocol: Some("TCP".into()), ..Default::default() }).collect()),
         readiness_probe: Some(readiness),
@@ -334,6 +336,7 @@ mod tests {
     #[test]
     fn limits_become_requests_and_limits_and_the_archive_holds_every_file() {
         let mut o = options();
+        o.env.insert("TOKEN".into(), "a$(id)b".into());
         o.limits.cpus = Some(0.5);
         o.limits.memory = Some(256 * 1024 * 1024);
         let t = Topology::of(FLOW, "flow.yml", o).unwrap();
@@ -343,6 +346,8 @@ mod tests {
         assert_eq!(res["limits"]["cpu"], "500m");
         assert_eq!(res["limits"]["memory"], "268435456");
         assert_eq!(res["requests"]["cpu"], "50m");
+        // Kubernetes would expand `$(id)`: written `$$(id)`.
+        assert_eq!(gateway["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"], "a$$(id)b");
         let manifests = render(&t, "search").unwrap();
         let bytes = tar_gz(&manifests, "flow").unwrap();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));

@@ -155,9 +155,7 @@ impl Topology {
         if options.restart.max_retries.is_some_and(|n| !(1..=100).contains(&n)) {
             return Err(ExportError("max_retries: 1..=100".into()));
         }
-        if options.image.trim().is_empty() || options.image.chars().any(char::is_whitespace) {
-            return Err(ExportError(format!("`{}` is not an image reference", options.image)));
-        }
+        check_image(&options.image)?;
         for pod in &spec.pods {
             if pod.remote.is_some() {
                 return Err(ExportError(format!("executor `{}`: `host:` pods run on other jinad daemons; an exported Flow runs every pod in the cluster (remove `host:`)", pod.name)));
@@ -311,6 +309,31 @@ impl Topology {
     pub fn restart(&self) -> (RestartMode, Option<u32>) {
         (self.options.restart.policy, self.options.restart.max_retries)
     }
+}
+
+/// Refuses what no engine or cluster would pull: an empty name, characters outside image
+/// references, an upper-case repository (only a tag may have capitals).
+pub fn check_image(image: &str) -> Result<(), ExportError> {
+    let bad = |why: &str| Err(ExportError(format!("image `{}`: {why}", image.chars().take(80).collect::<String>())));
+    if image.is_empty() || image.len() > 255 {
+        return bad("empty or longer than 255 characters");
+    }
+    if !image.chars().all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c)) {
+        return bad("only letters, digits and `._/:@-` make an image reference");
+    }
+    let name = image.split('@').next().unwrap_or(image);
+    let repository = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    };
+    let path = repository.split_once('/').map(|(first, rest)| if first.contains(['.', ':']) || first == "localhost" { rest } else { repository }).unwrap_or(repository);
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return bad("a repository name is lower-case (only the tag may have capitals)");
+    }
+    if !image.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return bad("it must start with a letter or a digit");
+    }
+    Ok(())
 }
 
 /// The names of `${{ ENV.NAME }}` references in a Flow YAML: what exported containers need set.

@@ -14,11 +14,28 @@ use super::ExportError;
 
 /// `value` (a mapping) as a YAML document.
 pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, ExportError> {
-    let value = yaml_serde::to_value(value).map_err(|e| ExportError(format!("cannot write YAML: {e}")))?;
+    to_string_with(value, &|s| s.to_string())
+}
+
+/// [`to_string`] with every string value passed through `escape` first (Compose reads `$` as
+/// the start of a variable everywhere: `$$` is a `$`).
+pub fn to_string_with<T: serde::Serialize>(value: &T, escape: &dyn Fn(&str) -> String) -> Result<String, ExportError> {
+    let mut value = yaml_serde::to_value(value).map_err(|e| ExportError(format!("cannot write YAML: {e}")))?;
+    map_strings(&mut value, escape);
     let Value::Mapping(_) = &value else { return Err(ExportError("a manifest must be a mapping".into())) };
     let mut out = String::new();
     block(&mut out, &value, 0);
     Ok(out)
+}
+
+fn map_strings(v: &mut Value, f: &dyn Fn(&str) -> String) {
+    match v {
+        Value::String(s) => *s = f(s),
+        Value::Sequence(items) => items.iter_mut().for_each(|i| map_strings(i, f)),
+        Value::Mapping(m) => m.values_mut().for_each(|i| map_strings(i, f)),
+        Value::Tagged(t) => map_strings(&mut t.value, f),
+        _ => {}
+    }
 }
 
 /// Words some YAML version reads as something other than a string.

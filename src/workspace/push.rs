@@ -54,8 +54,15 @@ pub fn split_reference(reference: &str) -> Result<(String, String), String> {
                 && part.starts_with(|c: char| c.is_ascii_alphanumeric())
         });
     let tag_ok = !tag.is_empty() && tag.len() <= 128 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && !tag.starts_with(['.', '-']);
-    if !registry_ok || !path_ok || !tag_ok {
-        return Err(bad("not a valid reference"));
+    let port_ok = registry.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !registry_ok || !port_ok {
+        return Err(bad("not a valid registry host[:port]"));
+    }
+    if !path_ok {
+        return Err(bad("a repository is lower-case letters, digits and `._-`, its parts separated by `/`"));
+    }
+    if !tag_ok {
+        return Err(bad("a tag is at most 128 letters, digits and `._-`, not starting with `.` or `-`"));
     }
     Ok((repo.to_string(), tag.to_string()))
 }
@@ -67,18 +74,48 @@ pub async fn push(daemon: &Daemon, id: &ObjectId, reference: &str) -> Result<Pus
     let ws = daemon.store.get_workspace(id).await?;
     let image = match (ws.state, ws.image_id.clone()) {
         (State::Active, Some(image)) => image,
-        (state, _) => return Err(PushError::NoImage(format!("{id} is {state}: it has no image to push yet"))),
+        (State::Pending, _) => return Err(PushError::NoImage(format!("{id} is PENDING: it has no image to push yet"))),
+        (state, _) => return Err(PushError::NoImage(format!("{id} is {state}: it has no image to push"))),
     };
     let full = format!("{repo}:{tag}");
     let engine = |e: DockerError| PushError::Engine(e.to_string());
     daemon.engine.tag_image(&image, &full).await.map_err(engine)?;
     let pushed = daemon.engine.push_image(&repo, &tag).await;
-    // The push tag goes whatever happened: only the workspace's tag owns the image.
-    if let Err(e) = daemon.engine.remove_image(&full).await {
-        tracing::warn!(%id, "cannot remove the push tag {full}: {e}");
+    // The push's names go whatever happened (the tag, and the `repo@digest` the engine records):
+    // only the workspace's tag may own the image, or deleting the workspace would not free it.
+    let mut names = vec![full.clone()];
+    if let Ok(digest) = &pushed {
+        names.push(format!("{repo}@{digest}"));
+    }
+    for name in names {
+        if let Err(e) = daemon.engine.remove_image(&name).await {
+            if !e.is_not_found() {
+                tracing::warn!(%id, "cannot remove {name} from the engine: {e}");
+            }
+        }
     }
     let digest = pushed.map_err(engine)?;
     Ok(Pushed { reference: full, pinned: format!("{repo}@{digest}"), digest })
+}
+
+/// What pushes a `kill -9` interrupted left on this daemon's workspace images: every name but
+/// the workspace's own tags (`jworkspace:…`). Run at start, before the API serves (no push is
+/// in flight then). Returns how many names went.
+pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, DockerError> {
+    let mut removed = 0;
+    for image in daemon.engine.own_images(&[(crate::docker::labels::ROLE, "workspace")]).await? {
+        for name in daemon.engine.image_references(&image.docker_id).await? {
+            if name.starts_with("jworkspace:") || name.starts_with("jworkspace@") {
+                continue;
+            }
+            match daemon.engine.remove_image(&name).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!("cannot remove {name} (left by an interrupted push): {e}"),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

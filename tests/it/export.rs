@@ -239,6 +239,9 @@ async fn an_exported_flow_runs_with_docker_compose_and_on_a_swarm() {
     // The shards' data is on their volumes.
     let volumes = lines("docker", &["volume", "ls", "-q", "--filter", &format!("label={label}")]);
     assert_eq!(volumes.len(), 2, "one volume per shard: {volumes:?}");
+    // The containers are the orchestrator's: not labelled as any daemon's (the image's labels are overridden).
+    let claimed = lines("docker", &["ps", "-aq", "--filter", &format!("label={label}"), "--filter", "label=jinad.managed=true"]);
+    assert_eq!(claimed, Vec::<String>::new(), "exported containers must not look like a daemon's");
     project.down();
     assert_eq!(leftovers(&label), Vec::<String>::new(), "docker-compose down -v leaves nothing");
 
@@ -290,6 +293,14 @@ async fn kubernetes_manifests_validate_and_match_between_route_and_cli() {
     let dir = tempfile::tempdir().expect("temp dir");
     tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..])).unpack(dir.path().join("route")).expect("unpack");
     let route_dir = dir.path().join("route").join(&flow_id);
+    // The image a cluster pulls instead of the local tag; a bad one is refused.
+    let pushed = "127.0.0.1:5000/jinad-test/search:v1";
+    let (status, body) = daemon.get(&format!("/flows/{flow_id}/export?format=kubernetes&image={pushed}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = daemon.get(&format!("/flows/{flow_id}/export?format=compose&image=Bad%20Image")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_export")), "{body}");
+    let response = daemon.http.get(format!("{}/flows/{flow_id}/export?format=compose&image={pushed}", daemon.url)).send().await.expect("export");
+    assert!(response.text().await.expect("body").contains(&format!("image: \"{pushed}\"")));
     let files = |d: &Path| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = std::fs::read_dir(d)
             .expect("dir")
@@ -390,8 +401,11 @@ impl Drop for Registry {
 async fn a_workspace_image_is_pushed_to_a_registry_and_pulled_back_by_digest() {
     let registry = Registry::start();
     let daemon = Daemon::start(&[]).await;
-    // Right after the upload the workspace has no image yet.
-    let pending = daemon.create(&project()).await;
+    // Right after the upload the workspace has no image yet. A file of its own makes its image
+    // unique (identical workspaces of other tests would share it).
+    let mut files = project();
+    files.push(("push-test.txt", uuid::Uuid::new_v4().to_string().into_bytes()));
+    let pending = daemon.create(&files).await;
     let repo = format!("127.0.0.1:{}/jinad-test/search{}", registry.port, std::process::id());
     let (status, body) = post(&format!("{}/workspaces/{pending}/push", daemon.url), json!({"reference": format!("{repo}:v1")})).await;
     assert!(status == 409 && body["code"] == "no_image" || status == 200, "{status} {body}");
@@ -433,5 +447,44 @@ async fn a_workspace_image_is_pushed_to_a_registry_and_pulled_back_by_digest() {
     let pulled = ok("docker", &["image", "inspect", "--format", "{{.Id}}", &pinned]);
     assert_eq!(pulled.trim(), image_id);
     ok("docker", &["rmi", &pinned]);
+
+    // A push cut short by `kill -9` leaves its tag on the workspace image; the next start removes it
+    // (it would keep the image alive after the workspace is deleted).
+    let leftover = format!("{repo}:interrupted");
+    ok("docker", &["tag", &image_id, &leftover]);
+    let mut daemon = daemon;
+    daemon.kill9();
+    daemon.restart();
+    assert!(!sh("docker", &["image", "inspect", &leftover]).status.success(), "the interrupted push's tag survived a restart");
     daemon.remove(&ws).await;
+    assert!(!sh("docker", &["image", "inspect", &image_id]).status.success(), "the workspace image outlived its workspace");
+}
+
+/// What Compose and YAML 1.1 readers make of an export: `docker-compose config` (no engine
+/// needed) reads back `$` in values and pods named like YAML 1.1 booleans unchanged.
+#[test]
+fn dollar_signs_and_yaml_booleans_survive_docker_compose() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("flow.yml"), "jtype: Flow\nwith:\n  env: {SECRET: '${{ ENV.JINAD_TEST_SECRET }}'}\nexecutors:\n  - name: no\n  - name: on\n    replicas: 2\n").expect("flow");
+    let secret = "pa$$w${X}rd $(id)";
+    let out = Command::new(BIN)
+        .args(["export", "compose", "flow.yml", "out.yml", "--image", "localhost/jinad-test:1"])
+        .env("JINAD_TEST_SECRET", secret)
+        .current_dir(dir.path())
+        .output()
+        .expect("jinad export");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = Command::new("docker-compose").args(["-f", "out.yml", "config"]).current_dir(dir.path()).env_remove("X").output().expect("docker-compose");
+    let text = String::from_utf8_lossy(&config.stdout);
+    assert!(config.status.success(), "{text}{}", String::from_utf8_lossy(&config.stderr));
+    let parsed: Value = yaml_serde::from_str(&text).expect("YAML");
+    // `config` prints values escaped again (`$$` for a literal `$`): unescaped, it is the secret,
+    // untouched by interpolation (unescaped `${X}` would have become empty).
+    let value = parsed["services"]["no"]["environment"]["JINAD_TEST_SECRET"].as_str().expect("env value").replace("$$", "$");
+    assert_eq!(value, secret, "{text}");
+    let command: Vec<&str> = parsed["services"]["on-peas"]["command"].as_array().expect("command").iter().filter_map(Value::as_str).collect();
+    assert!(command.windows(2).any(|w| w == ["--pod", "on"]), "{command:?}");
+    // The same file refuses to overwrite its own Flow.
+    let out = Command::new(BIN).args(["export", "compose", "flow.yml", "flow.yml", "--image", "x:1"]).current_dir(dir.path()).output().expect("jinad export");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("overwrite the Flow YAML"));
 }
