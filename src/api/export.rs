@@ -73,7 +73,7 @@ pub enum ExportBody {
         ("format" = ExportFormat, Query, description = "`compose` or `kubernetes`"),
         ("namespace" = Option<String>, Query, description = "Kubernetes namespace (default `jinad`)", pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"),
         ("port" = Option<u16>, Query, description = "The gateway's published port in a Compose file (default 8080)", minimum = 1, maximum = 65535),
-        ("image" = Option<String>, Query, description = "The image the manifests run (default: the workspace's `jworkspace:<uuid>`, which only this engine has; name the pushed reference for a cluster)", max_length = 255, pattern = r"^[a-z0-9][a-z0-9._/:@-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")),
+        ("image" = Option<String>, Query, description = "The image the manifests run (default: the workspace's `jworkspace:<uuid>`, which only this engine has; name the pushed reference for a cluster)", max_length = 255, pattern = r"^(((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))/)?[a-z0-9]+([_-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")),
     responses(
         (status = 200, description = "A Compose file (`application/yaml`) or a tar.gz of Kubernetes manifests (`application/gzip`)",
             content((String = "application/yaml"), (ManifestArchive = "application/gzip"))),
@@ -116,7 +116,7 @@ pub struct PushRequest {
     /// `REGISTRY[:PORT]/NAME[:TAG]` (tag `latest` when none); the registry part is a host with a
     /// `.` or a port, or `localhost` (a bare `NAME` would go to Docker Hub).
     #[schema(example = "127.0.0.1:5000/search:v1", max_length = 255,
-        pattern = r"^((localhost|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+)(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?|[a-zA-Z0-9-]+:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")]
+        pattern = r"^((localhost|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")]
     pub reference: String,
 }
 

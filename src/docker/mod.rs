@@ -6,6 +6,7 @@ mod bollard_engine;
 pub mod containers;
 pub mod fake;
 pub mod labels;
+pub mod reference;
 
 pub use bollard_engine::DockerEngine;
 pub use containers::{ContainerSpec, ContainerStatus, Limits, RestartMode, RestartPolicy};

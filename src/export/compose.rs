@@ -173,7 +173,7 @@ pub fn render(t: &Topology) -> Result<String, super::ExportError> {
     // Compose interpolates `$VAR` in every value: a `$` of the Flow's (an argument, an
     // environment value) is written `$$`.
     let body = super::yaml::to_string_with(&file, &|s| s.replace('$', "$$"))?;
-    Ok(format!("{HEADER}# Flow: {}, image: {}\n{body}", t.yaml_name, t.options.image))
+    Ok(format!("{HEADER}# Flow: {}, image: {}\n{body}", super::comment_safe(&t.yaml_name), t.options.image))
 }
 
 #[cfg(test)]

@@ -311,29 +311,14 @@ impl Topology {
     }
 }
 
-/// Refuses what no engine or cluster would pull: an empty name, characters outside image
-/// references, an upper-case repository (only a tag may have capitals).
+/// Refuses what no engine or cluster would pull (Docker's reference grammar).
 pub fn check_image(image: &str) -> Result<(), ExportError> {
-    let bad = |why: &str| Err(ExportError(format!("image `{}`: {why}", image.chars().take(80).collect::<String>())));
-    if image.is_empty() || image.len() > 255 {
-        return bad("empty or longer than 255 characters");
-    }
-    if !image.chars().all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c)) {
-        return bad("only letters, digits and `._/:@-` make an image reference");
-    }
-    let name = image.split('@').next().unwrap_or(image);
-    let repository = match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => name,
-    };
-    let path = repository.split_once('/').map(|(first, rest)| if first.contains(['.', ':']) || first == "localhost" { rest } else { repository }).unwrap_or(repository);
-    if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return bad("a repository name is lower-case (only the tag may have capitals)");
-    }
-    if !image.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return bad("it must start with a letter or a digit");
-    }
-    Ok(())
+    crate::docker::reference::parse(image, false).map(drop).map_err(|e| ExportError(format!("image {e}")))
+}
+
+/// `text` for a `#` comment line: control characters (a newline would end the comment) as `?`.
+pub fn comment_safe(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// The names of `${{ ENV.NAME }}` references in a Flow YAML: what exported containers need set.

@@ -32,90 +32,94 @@ pub struct Pushed {
 }
 
 /// Splits `REGISTRY[:PORT]/NAME[:TAG]` into repository and tag (`latest` when none); refuses
-/// what Docker would refuse, and a reference without a registry host (it would go to Docker Hub).
+/// what Docker would refuse, a digest, and a reference without a registry host (it would go to
+/// Docker Hub).
 pub fn split_reference(reference: &str) -> Result<(String, String), String> {
-    let bad = |why: &str| format!("`{reference}`: {why} (expected REGISTRY[:PORT]/NAME[:TAG], e.g. 127.0.0.1:5000/search:v1)");
-    if reference.is_empty() || reference.len() > 255 || reference.contains('@') {
-        return Err(bad("not a tag reference"));
+    let parsed = crate::docker::reference::parse(reference, true).map_err(|e| format!("{e} (expected REGISTRY[:PORT]/NAME[:TAG], e.g. 127.0.0.1:5000/search:v1)"))?;
+    if parsed.digest.is_some() {
+        return Err(format!("`{reference}`: a push names a tag, not a digest"));
     }
-    let (repo, tag) = match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    };
-    let Some((registry, path)) = repo.split_once('/') else { return Err(bad("no registry")) };
-    if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
-        return Err(bad("the first part must be a registry host (with a `.` or a `:PORT`, or `localhost`)"));
-    }
-    let registry_ok = registry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
-    let path_ok = !path.is_empty()
-        && path.split('/').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
-        });
-    let tag_ok = !tag.is_empty() && tag.len() <= 128 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && !tag.starts_with(['.', '-']);
-    let port_ok = registry.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !registry_ok || !port_ok {
-        return Err(bad("not a valid registry host[:port]"));
-    }
-    if !path_ok {
-        return Err(bad("a repository is lower-case letters, digits and `._-`, its parts separated by `/`"));
-    }
-    if !tag_ok {
-        return Err(bad("a tag is at most 128 letters, digits and `._-`, not starting with `.` or `-`"));
-    }
-    Ok((repo.to_string(), tag.to_string()))
+    Ok((parsed.repository, parsed.tag.unwrap_or_else(|| "latest".to_string())))
 }
 
-/// Tags workspace `id`'s image as `reference`, pushes it, and removes the tag again (the image
-/// stays owned by the workspace's own tag, so deleting the workspace still frees it).
+/// Where a push records the name it is about to put on the engine, until it has taken it off
+/// again: what a `kill -9` leaves there is what the next start removes (and nothing else).
+fn records(daemon: &Daemon) -> std::path::PathBuf {
+    daemon.config.data_dir.join("pushes")
+}
+
+fn record_path(daemon: &Daemon, name: &str) -> std::path::PathBuf {
+    use sha2::Digest;
+    records(daemon).join(format!("{:x}", sha2::Sha256::digest(name.as_bytes())))
+}
+
+/// Tags workspace `id`'s image as `reference`, pushes it, and takes the tag off again (the image
+/// stays owned by the workspace's own tag, so deleting the workspace still frees it; a tag the
+/// engine already had under that name is put back). Pushes of one reference take turns: the tag
+/// is shared, so two at once could push each other's image.
 pub async fn push(daemon: &Daemon, id: &ObjectId, reference: &str) -> Result<Pushed, PushError> {
     let (repo, tag) = split_reference(reference).map_err(PushError::InvalidReference)?;
+    let full = format!("{repo}:{tag}");
+    let _turn = daemon.row_locks.lock_within(&format!("push#{full}"), std::time::Duration::from_secs(3600)).await;
     let ws = daemon.store.get_workspace(id).await?;
     let image = match (ws.state, ws.image_id.clone()) {
         (State::Active, Some(image)) => image,
         (State::Pending, _) => return Err(PushError::NoImage(format!("{id} is PENDING: it has no image to push yet"))),
         (state, _) => return Err(PushError::NoImage(format!("{id} is {state}: it has no image to push"))),
     };
-    let full = format!("{repo}:{tag}");
     let engine = |e: DockerError| PushError::Engine(e.to_string());
-    daemon.engine.tag_image(&image, &full).await.map_err(engine)?;
-    let pushed = daemon.engine.push_image(&repo, &tag).await;
+    let previous = daemon.engine.image_id(&full).await.map_err(engine)?;
+    let record = record_path(daemon, &full);
+    let io = |e: std::io::Error| PushError::Engine(format!("cannot record the push: {e}"));
+    tokio::fs::create_dir_all(records(daemon)).await.map_err(io)?;
+    tokio::fs::write(&record, format!("{full}\n{}\n", previous.clone().unwrap_or_default())).await.map_err(io)?;
+    let outcome = async {
+        daemon.engine.tag_image(&image, &full).await?;
+        daemon.engine.push_image(&repo, &tag).await
+    }
+    .await;
     // The push's names go whatever happened (the tag, and the `repo@digest` the engine records):
     // only the workspace's tag may own the image, or deleting the workspace would not free it.
     let mut names = vec![full.clone()];
-    if let Ok(digest) = &pushed {
+    if let Ok(digest) = &outcome {
         names.push(format!("{repo}@{digest}"));
     }
-    for name in names {
-        if let Err(e) = daemon.engine.remove_image(&name).await {
-            if !e.is_not_found() {
-                tracing::warn!(%id, "cannot remove {name} from the engine: {e}");
-            }
-        }
-    }
-    let digest = pushed.map_err(engine)?;
+    take_off(daemon, &names, previous.as_deref()).await;
+    let _ = tokio::fs::remove_file(&record).await;
+    let digest = outcome.map_err(engine)?;
     Ok(Pushed { reference: full, pinned: format!("{repo}@{digest}"), digest })
 }
 
-/// What pushes a `kill -9` interrupted left on this daemon's workspace images: every name but
-/// the workspace's own tags (`jworkspace:…`). Run at start, before the API serves (no push is
-/// in flight then). Returns how many names went.
-pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, DockerError> {
-    let mut removed = 0;
-    for image in daemon.engine.own_images(&[(crate::docker::labels::ROLE, "workspace")]).await? {
-        for name in daemon.engine.image_references(&image.docker_id).await? {
-            if name.starts_with("jworkspace:") || name.starts_with("jworkspace@") {
-                continue;
-            }
-            match daemon.engine.remove_image(&name).await {
-                Ok(()) => removed += 1,
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!("cannot remove {name} (left by an interrupted push): {e}"),
+/// Removes `names` from the engine; the first (the tag) goes back to `previous` if it named
+/// another image before.
+async fn take_off(daemon: &Daemon, names: &[String], previous: Option<&str>) {
+    for (i, name) in names.iter().enumerate() {
+        let result = match previous {
+            Some(before) if i == 0 => daemon.engine.tag_image(before, name).await,
+            _ => daemon.engine.remove_image(name).await,
+        };
+        if let Err(e) = result {
+            if !e.is_not_found() {
+                tracing::warn!("cannot take {name} off the engine after a push: {e}");
             }
         }
     }
-    Ok(removed)
+}
+
+/// What pushes a `kill -9` interrupted left (their records): the tag goes, or back to the image
+/// it named before. Run at start, before the API serves. Returns how many it cleaned.
+pub async fn sweep_leftovers(daemon: &Daemon) -> Result<usize, DockerError> {
+    let Ok(mut dir) = tokio::fs::read_dir(records(daemon)).await else { return Ok(0) };
+    let mut cleaned = 0;
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
+        let mut lines = text.lines();
+        let (Some(name), previous) = (lines.next(), lines.next().filter(|p| !p.is_empty())) else { continue };
+        take_off(daemon, &[name.to_string()], previous).await;
+        let _ = tokio::fs::remove_file(entry.path()).await;
+        cleaned += 1;
+    }
+    Ok(cleaned)
 }
 
 #[cfg(test)]
@@ -127,7 +131,7 @@ mod tests {
         assert_eq!(split_reference("127.0.0.1:5000/search:v1").unwrap(), ("127.0.0.1:5000/search".into(), "v1".into()));
         assert_eq!(split_reference("reg.example.com/team/search").unwrap(), ("reg.example.com/team/search".into(), "latest".into()));
         assert_eq!(split_reference("localhost/a:b").unwrap().0, "localhost/a");
-        for bad in ["search:v1", "ubuntu", "127.0.0.1:5000/Search:v1", "127.0.0.1:5000/a:-x", "127.0.0.1:5000/a@sha256:00", "", "r.io/a b:c", "r.io//a"] {
+        for bad in ["search:v1", "ubuntu", "127.0.0.1:5000/Search:v1", "127.0.0.1:5000/a:-x", "127.0.0.1:5000/a@sha256:00", "", "r.io/a b:c", "r.io//a", "r.io/x..y"] {
             assert!(split_reference(bad).is_err(), "{bad}");
         }
     }

@@ -448,14 +448,53 @@ async fn a_workspace_image_is_pushed_to_a_registry_and_pulled_back_by_digest() {
     assert_eq!(pulled.trim(), image_id);
     ok("docker", &["rmi", &pinned]);
 
-    // A push cut short by `kill -9` leaves its tag on the workspace image; the next start removes it
-    // (it would keep the image alive after the workspace is deleted).
-    let leftover = format!("{repo}:interrupted");
-    ok("docker", &["tag", &image_id, &leftover]);
+    // Pushes of two workspaces to one reference at once: each pushes (and reports) its own image.
+    let mut files = project();
+    files.push(("push-test.txt", uuid::Uuid::new_v4().to_string().into_bytes()));
+    let other = daemon.create(&files).await;
+    daemon.wait_for(&other, &["ACTIVE"], BUILD_TIMEOUT).await;
+    let (status, own) = post(&format!("{}/workspaces/{other}/push", daemon.url), json!({"reference": format!("{repo}:other")})).await;
+    assert_eq!(status, 200, "{own}");
+    let other_digest = own["digest"].as_str().expect("digest").to_string();
+    assert_ne!(other_digest, digest);
+    let shared = format!("{repo}:shared");
+    let pushes = (0..6).map(|i| {
+        let (url, ws, shared) = (daemon.url.clone(), if i % 2 == 0 { ws.clone() } else { other.clone() }, shared.clone());
+        tokio::spawn(async move { (ws.clone(), post(&format!("{url}/workspaces/{ws}/push"), json!({"reference": shared})).await) })
+    });
+    for push in pushes.collect::<Vec<_>>() {
+        let (from, (status, body)) = push.await.expect("push task");
+        assert_eq!(status, 200, "{body}");
+        let expected = if from == ws { &digest } else { &other_digest };
+        assert_eq!(body["digest"].as_str(), Some(expected.as_str()), "a push of {from} reported another image");
+    }
+
+    // A name the engine already had is put back, not taken away.
+    let base = ok("docker", &["image", "inspect", "--format", "{{.Id}}", &crate::common::base_template().replace("{python}", "3.11")]).trim().to_string();
+    let mine = format!("{repo}:mine");
+    ok("docker", &["tag", &base, &mine]);
+    let (status, body) = post(&format!("{}/workspaces/{ws}/push", daemon.url), json!({"reference": mine})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ok("docker", &["image", "inspect", "--format", "{{.Id}}", &mine]).trim(), base, "the user's tag was moved or removed");
+
+    // A push cut short by `kill -9` (a second, empty registry: the upload takes seconds) leaves its
+    // tag; the next start removes it (it would keep the image alive after the workspace is
+    // deleted), and leaves the user's own names alone.
+    let slow = Registry::start();
+    let cut = format!("127.0.0.1:{}/jinad-test/cut{}:v1", slow.port, std::process::id());
+    let (url, id) = (daemon.url.clone(), ws.clone());
+    let body = json!({"reference": cut});
+    let interrupted = tokio::spawn(async move { post(&format!("{url}/workspaces/{id}/push"), body).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut daemon = daemon;
     daemon.kill9();
+    let _ = interrupted.await;
+    let left = sh("docker", &["image", "inspect", &cut]).status.success();
     daemon.restart();
-    assert!(!sh("docker", &["image", "inspect", &leftover]).status.success(), "the interrupted push's tag survived a restart");
+    assert!(!sh("docker", &["image", "inspect", &cut]).status.success(), "the interrupted push's tag survived a restart (it was there after the kill: {left})");
+    assert_eq!(ok("docker", &["image", "inspect", "--format", "{{.Id}}", &mine]).trim(), base, "the start took a name of the user's");
+    ok("docker", &["rmi", &mine]);
+    daemon.remove(&other).await;
     daemon.remove(&ws).await;
     assert!(!sh("docker", &["image", "inspect", &image_id]).status.success(), "the workspace image outlived its workspace");
 }
