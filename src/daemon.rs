@@ -29,6 +29,8 @@ pub struct Daemon {
     pub network_pool: Pool,
     /// The runtime image already built by this process, per base image id.
     pub runtime_images: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// What `GET /metrics` reports.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Daemon {
@@ -59,6 +61,7 @@ impl Daemon {
             build_gate: tokio::sync::RwLock::new(()),
             network_pool,
             runtime_images: Default::default(),
+            metrics: crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?,
         }))
     }
 }

@@ -13,6 +13,7 @@ pub mod export;
 pub mod http_methods;
 pub mod ids;
 pub mod json_numbers;
+pub mod metrics;
 pub mod network_pool;
 pub mod reconcile;
 pub mod row_locks;

@@ -61,6 +61,29 @@ fn record(report: &mut Report, what: &str, e: DockerError) -> Result<(), Reconci
 }
 
 pub async fn reconcile(daemon: &Daemon) -> Result<Report, ReconcileError> {
+    let outcome = pass(daemon).await;
+    let m = &daemon.metrics;
+    match &outcome {
+        Ok(report) => {
+            m.reconciles.with_label_values(&["ok"]).inc();
+            for (action, n) in [
+                ("requeued", report.requeued.len()),
+                ("failed", report.failed.len()),
+                ("removed_image", report.removed_images),
+                ("removed_network", report.removed_networks),
+                ("removed_container", report.removed_containers),
+                ("skipped_busy", report.skipped_busy),
+                ("error", report.errors.len()),
+            ] {
+                m.reconciled.with_label_values(&[action]).inc_by(n as u64);
+            }
+        }
+        Err(_) => m.reconciles.with_label_values(&["error"]).inc(),
+    }
+    outcome
+}
+
+async fn pass(daemon: &Daemon) -> Result<Report, ReconcileError> {
     let mut report = Report::default();
     check_active_rows(daemon, &mut report).await?;
     check_active_deployments(daemon, &mut report).await?;

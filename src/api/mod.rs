@@ -73,6 +73,7 @@ pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Rocket<Build> {
     };
     rocket
         .manage(daemon)
+        .attach(crate::metrics::HttpMetrics)
         .mount("/", status::routes())
         .mount("/", workspaces::routes())
         .mount("/", deployments::routes())

@@ -18,7 +18,7 @@ use super::{deployments, export, status, workspaces};
         license(name = "Apache-2.0")
     ),
     paths(
-        status::alive, status::ready, status::status,
+        status::alive, status::ready, status::status, status::metrics,
         workspaces::create, workspaces::list, workspaces::get_one, workspaces::update, workspaces::remove, workspaces::logs,
         deployments::create_flow, deployments::list_flows, deployments::get_flow, deployments::delete_flow, deployments::flow_logs,
         deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,

@@ -13,7 +13,7 @@ use crate::error::ApiResult;
 use crate::ids::Kind;
 
 pub fn routes() -> Vec<Route> {
-    routes![alive, ready, status]
+    routes![alive, ready, status, metrics]
 }
 
 /// Rows per state.
@@ -103,4 +103,17 @@ pub async fn status(daemon: &Managed<Arc<Daemon>>) -> ApiResult<Json<DaemonStatu
         peas: peas.into(),
         base_image_template: daemon.config.base_image_template.clone(),
     }))
+}
+
+/// Prometheus metrics, in the text exposition format (0.0.4): `jinad_objects{kind,state}` (as
+/// `GET /status` counts them), `jinad_build_duration_seconds`, `jinad_start_duration_seconds`,
+/// `jinad_reconcile_runs_total`, `jinad_reconcile_actions_total`, `jinad_docker_errors_total`,
+/// `jinad_http_requests_total{method,route,status}`, `jinad_http_request_duration_seconds`.
+#[utoipa::path(get, path = "/metrics", tag = "status", responses(
+    (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+    (status = 500, description = "Database error", body = crate::error::ErrorBody)))]
+#[get("/metrics")]
+pub async fn metrics(daemon: &Managed<Arc<Daemon>>) -> ApiResult<(rocket::http::ContentType, String)> {
+    let text = crate::metrics::scrape(daemon).await.map_err(|e| crate::error::ApiError::new(crate::error::Code::Internal, e))?;
+    Ok((rocket::http::ContentType::new("text", "plain").with_params(("version", "0.0.4")), text))
 }

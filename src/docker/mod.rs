@@ -54,6 +54,24 @@ impl DockerError {
 
 impl From<BollardError> for DockerError {
     fn from(e: BollardError) -> Self {
+        let error = Self::from_bollard(e);
+        crate::metrics::DOCKER_ERRORS.with_label_values(&[&error.metric_code()]).inc();
+        error
+    }
+}
+
+impl DockerError {
+    /// The `code` label of `jinad_docker_errors_total`.
+    pub fn metric_code(&self) -> String {
+        match self {
+            DockerError::Unavailable(_) => "unavailable".into(),
+            DockerError::BuildFailed(_) => "build_failed".into(),
+            DockerError::Api { status, .. } => format!("api_{status}"),
+            DockerError::Other(_) => "other".into(),
+        }
+    }
+
+    fn from_bollard(e: BollardError) -> Self {
         match e {
             BollardError::DockerResponseServerError { status_code, message } => {
                 DockerError::Api { status: status_code, message: strip_ansi(&message) }

@@ -142,8 +142,14 @@ pub async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State, attempt:
             (true, _) => start::run(&d, &job_id).await,
         }
     });
+    let started = std::time::Instant::now();
     match job.await {
-        Ok(outcome) => outcome,
+        Ok(outcome) => {
+            if state == State::Pending && matches!(outcome, Outcome::Done) {
+                observe(daemon, id, deployment, started.elapsed()).await;
+            }
+            outcome
+        }
         Err(e) => {
             tracing::error!(%id, "job crashed: {e}");
             let message = format!("the job crashed: {e}");
@@ -167,5 +173,19 @@ pub async fn run_job(daemon: &Arc<Daemon>, id: &ObjectId, state: State, attempt:
                 Err(e) => Outcome::Retry(e.to_string()),
             }
         }
+    }
+}
+
+/// A finished build or start, in `jinad_build_duration_seconds` / `jinad_start_duration_seconds`
+/// by where it ended (ACTIVE or FAILED).
+async fn observe(daemon: &Daemon, id: &ObjectId, deployment: bool, took: Duration) {
+    let m = &daemon.metrics;
+    if deployment {
+        if let Ok(row) = daemon.store.get_deployment(id).await {
+            let outcome = row.state.to_string().to_lowercase();
+            m.start_seconds.with_label_values(&[&row.kind, &outcome]).observe(took.as_secs_f64());
+        }
+    } else if let Ok(row) = daemon.store.get_workspace(id).await {
+        m.build_seconds.with_label_values(&[&row.state.to_string().to_lowercase()]).observe(took.as_secs_f64());
     }
 }

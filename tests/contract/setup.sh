@@ -21,6 +21,7 @@ PINS=(
   "openapi-python-client==0.29.1"
   "schemathesis==4.32.5"
   "kubernetes-validate==1.37.0"   # `jinad export kubernetes` manifests, schemas shipped (offline)
+  "prometheus-client==0.26.0"     # its text-format parser reads `GET /metrics`
 )
 
 die() { echo "setup.sh: $*" >&2; exit 1; }

@@ -8,6 +8,7 @@ mod contract;
 mod docker_flows;
 mod docker_workspaces;
 mod export;
+mod metrics;
 mod flows;
 mod nodes;
 mod openapi;
