@@ -64,3 +64,32 @@ async fn metrics_parse_and_match_the_status() {
     assert!(families.get("jinad_docker_errors").is_some(), "{families}");
     daemon.remove(&id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_counts_requests_and_what_each_pea_processed() {
+    let flow = crate::common::flow::FlowProc::start("jtype: Flow\nexecutors:\n  - name: enc\n    uses: HashEncoder\n  - name: idx\n    uses: VectorIndexer\n    shards: 2\n");
+    let (status, _) = flow.post("/index", serde_json::json!({"data": [{"id": "a", "text": "hello"}, {"id": "b", "text": "world"}]})).await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        let (status, _) = flow.post("/search", serde_json::json!({"data": [{"text": "hello"}]})).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = flow.post("/post", serde_json::json!({"endpoint": "/made-up-endpoint", "data": []})).await;
+    assert_eq!(status, 200);
+    let (status, _) = flow.post("/post", serde_json::json!({"endpoint": "no-slash", "data": []})).await;
+    assert_eq!(status, 400);
+    let text = flow.http.get(format!("{}/metrics", flow.url)).send().await.expect("GET /metrics").text().await.expect("body");
+    let families = parse(&text);
+    let requests = |endpoint: &str, status: &str| sample(&families, "jinad_gateway_requests", "jinad_gateway_requests_total", &[("endpoint", endpoint), ("status", status)]);
+    assert_eq!(requests("/index", "200"), Some(1.0), "{text}");
+    assert_eq!(requests("/search", "200"), Some(2.0));
+    assert_eq!(requests("other", "200"), Some(1.0), "made-up endpoints share one label");
+    assert_eq!(requests("other", "400"), Some(1.0));
+    assert_eq!(sample(&families, "jinad_gateway_request_duration_seconds", "jinad_gateway_request_duration_seconds_count", &[("endpoint", "/search")]), Some(2.0));
+    assert_eq!(sample(&families, "jinad_gateway_requests_in_flight", "jinad_gateway_requests_in_flight", &[]), Some(0.0));
+    // enc saw index + 2 searches + the made-up one; a search goes to both shards, the index to one.
+    assert_eq!(sample(&families, "jinad_pea_processed", "jinad_pea_processed", &[("pea", "enc")]), Some(4.0), "{text}");
+    let shards: f64 = ["idx/shard-0", "idx/shard-1"].iter().filter_map(|p| sample(&families, "jinad_pea_processed", "jinad_pea_processed", &[("pea", p)])).sum();
+    assert!(shards >= 5.0, "{text}");
+    assert_eq!(sample(&families, "jinad_pea_answering", "jinad_pea_answering", &[("pea", "idx/tail")]), Some(1.0));
+}

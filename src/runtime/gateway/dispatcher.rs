@@ -25,6 +25,8 @@ pub enum StartError {
     Socket(#[from] SocketError),
     #[error("cannot start the gateway's collector thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot set up the gateway's metrics: {0}")]
+    Metrics(String),
 }
 
 /// Why a request did not get documents back.
@@ -68,6 +70,8 @@ pub struct Dispatcher {
     ready: AtomicBool,
     stop: Arc<AtomicBool>,
     collector: Mutex<Option<JoinHandle<()>>>,
+    /// What `GET /metrics` reports.
+    pub metrics: super::metrics::GatewayMetrics,
 }
 
 impl Dispatcher {
@@ -80,6 +84,7 @@ impl Dispatcher {
 
     /// Connects to the entry pods and starts collecting answers on `returns` (bound at `reply_to`).
     pub fn start(plan: GatewayPlan, returns: zmq::Socket, reply_to: String) -> Result<Self, StartError> {
+        let metrics = super::metrics::GatewayMetrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
         let entries = plan.entries.iter().map(|(n, a)| Target::connect(n, a)).collect::<Result<Vec<_>, _>>()?;
         let pending: PendingMap = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -101,6 +106,7 @@ impl Dispatcher {
             ready: AtomicBool::new(false),
             stop,
             collector: Mutex::new(Some(collector)),
+            metrics,
         })
     }
 

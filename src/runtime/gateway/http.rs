@@ -157,6 +157,18 @@ fn error(code: GatewayCode, message: impl Into<String>) -> Failure {
 }
 
 async fn run(d: &Dispatcher, endpoint: String, data: Vec<Document>, parameters: Map<String, Value>) -> Reply {
+    let started = std::time::Instant::now();
+    let label = endpoint.clone();
+    let reply = call(d, endpoint, data, parameters).await;
+    let status = match &reply {
+        Ok(_) => 200,
+        Err(failure) => failure.inner.0.code,
+    };
+    d.metrics.observe(&label, status, started.elapsed().as_secs_f64());
+    reply
+}
+
+async fn call(d: &Dispatcher, endpoint: String, data: Vec<Document>, parameters: Map<String, Value>) -> Reply {
     if !endpoint.starts_with('/') {
         return Err(error(GatewayCode::InvalidRequest, format!("endpoint `{endpoint}` must start with `/`")));
     }
@@ -256,6 +268,17 @@ async fn status(d: &State<Arc<Dispatcher>>) -> Json<GatewayStatus> {
     Json(GatewayStatus { ready: d.is_ready(), version: env!("CARGO_PKG_VERSION").into(), pending: d.pending(), peas })
 }
 
+/// Prometheus metrics (text format 0.0.4): `jinad_gateway_requests_total{endpoint,status}`,
+/// `jinad_gateway_request_duration_seconds{endpoint}`, `jinad_gateway_requests_in_flight`, and per
+/// pea `jinad_pea_processed` and `jinad_pea_answering` (probed now). Endpoints other than
+/// `/index`, `/search`, `/update`, `/delete` are counted as `other`.
+#[utoipa::path(get, path = "/metrics", tag = "status", responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
+#[get("/metrics")]
+async fn metrics(d: &State<Arc<Dispatcher>>) -> Result<(rocket::http::ContentType, String), Failure> {
+    let text = super::metrics::scrape(d).await.map_err(|e| error(GatewayCode::Internal, e))?;
+    Ok((rocket::http::ContentType::new("text", "plain").with_params(("version", "0.0.4")), text))
+}
+
 /// The gateway's own OpenAPI document, for client generators pointed at a running Flow.
 #[get("/openapi.json")]
 fn openapi() -> (rocket::http::ContentType, String) {
@@ -289,7 +312,7 @@ fn catch_all(status: Status, req: &Request<'_>) -> Failure {
                        `{\"code\", \"message\"}` with a stable snake_case `code`; `pea` names the pea that failed.",
         license(name = "Apache-2.0")
     ),
-    paths(post, index, search, update, delete, ready, status),
+    paths(post, index, search, update, delete, ready, status, metrics),
     components(schemas(GatewayCode)),
     tags(
         (name = "requests", description = "Documents through the Flow"),
@@ -314,6 +337,6 @@ pub fn rocket(dispatcher: Arc<Dispatcher>, host: IpAddr, port: u16) -> Rocket<Bu
         .merge(("ident", concat!("jinad-gateway/", env!("CARGO_PKG_VERSION"))));
     rocket::custom(figment)
         .manage(dispatcher)
-        .mount("/", routes![post, index, search, update, delete, ready, status, openapi])
+        .mount("/", routes![post, index, search, update, delete, ready, status, metrics, openapi])
         .register("/", catchers![catch_all])
 }

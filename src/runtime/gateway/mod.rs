@@ -3,5 +3,6 @@
 
 pub mod dispatcher;
 pub mod http;
+pub mod metrics;
 
 pub use dispatcher::{Dispatcher, GatewayError, GatewayPlan};
