@@ -39,7 +39,7 @@ pub enum Command {
     Push(crate::export::command::PushArgs),
     /// Check a node (`tcp://HOST:PORT`, its control port) or a gateway (`http://…/ready`): exit 0
     /// when ready. What exported containers' healthchecks run.
-    Probe(crate::runtime::roles::ProbeArgs),
+    Probe(crate::runtime::probe::ProbeArgs),
 }
 
 #[derive(Debug, Clone, Args)]

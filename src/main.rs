@@ -16,7 +16,7 @@ fn main() {
         Command::Bench(args) => role(jinad::runtime::bench::run(args)),
         Command::Export(command) => role(jinad::export::command::run(command)),
         Command::Push(args) => role(jinad::export::command::push(args)),
-        Command::Probe(args) => std::process::exit(jinad::runtime::roles::probe(args)),
+        Command::Probe(args) => std::process::exit(jinad::runtime::probe::probe(args)),
         Command::Serve(config) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,

@@ -11,6 +11,7 @@ pub mod join;
 pub mod message;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod polling;
 pub mod roles;
 pub mod sockets;
