@@ -37,9 +37,40 @@ pub enum Command {
     Export(crate::export::command::ExportCommand),
     /// Push a workspace's image to a registry (through the daemon that built it).
     Push(crate::export::command::PushArgs),
+    /// Client: upload, list, inspect, delete workspaces and follow their builds.
+    #[command(visible_alias = "ws")]
+    Workspaces(crate::client::commands::ClientArgs<crate::client::commands::WorkspaceCommand>),
+    /// Client: start, list, inspect, delete flows and follow their logs.
+    Flows(crate::client::commands::ClientArgs<crate::client::commands::FlowCommand>),
+    /// Client: list, inspect, delete pods and follow their logs.
+    Pods(crate::client::commands::ClientArgs<crate::client::commands::DeploymentCommand>),
+    /// Client: list, inspect, delete peas and follow their logs.
+    Peas(crate::client::commands::ClientArgs<crate::client::commands::DeploymentCommand>),
+    /// Client: the timeline of state changes (`GET /events`), `-f` to follow it.
+    Events(crate::client::commands::EventArgs),
+    /// Client: the daemon's status (`GET /status`).
+    Status(crate::client::commands::StatusArgs),
     /// Check a node (`tcp://HOST:PORT`, its control port) or a gateway (`http://…/ready`): exit 0
     /// when ready. What exported containers' healthchecks run.
     Probe(crate::runtime::probe::ProbeArgs),
+}
+
+impl Command {
+    /// Whether the command logs through `tracing` (the daemon and the runtime roles do; the
+    /// client commands and the one-shot printers speak for themselves).
+    pub fn logs(&self) -> bool {
+        !matches!(
+            self,
+            Command::Openapi { .. }
+                | Command::Probe(_)
+                | Command::Workspaces(_)
+                | Command::Flows(_)
+                | Command::Pods(_)
+                | Command::Peas(_)
+                | Command::Events(_)
+                | Command::Status(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -49,7 +80,7 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Address to bind. The default keeps the API on this machine.
-    #[arg(long, env = "JINAD_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "JINAD_BIND", default_value = "127.0.0.1")]
     pub host: IpAddr,
 
     /// Port to listen on.
@@ -130,6 +161,24 @@ pub struct Config {
     /// Longest lease a pod or pea may ask for (`lease_seconds`), in seconds.
     #[arg(long, env = "JINAD_MAX_LEASE", default_value_t = 86_400)]
     pub max_lease: u64,
+
+    /// PEM certificate chain: serve the API over HTTPS (with `--tls-key`). Clients of a private
+    /// CA or a self-signed certificate pass it as `--ca-file` / `JINAD_CA_FILE`.
+    #[arg(long, env = "JINAD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "JINAD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How long `GET /events` keeps a state change (`90s`, `30m`, `12h`, `7d`, or seconds).
+    #[arg(long, env = "JINAD_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: u64,
+
+    /// Longest a `GET /events?follow=true` stream stays open, in seconds (then the client
+    /// reconnects with `Last-Event-ID`, as SSE clients do); bounds what one connection holds.
+    #[arg(long, env = "JINAD_EVENT_FOLLOW_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub event_follow_max: u64,
 }
 
 /// Shortest token accepted: a guessable token is no protection.
@@ -185,6 +234,11 @@ impl Config {
             other => Ok(other),
         }
     }
+    /// The TLS files, as the gateway's options take them.
+    pub fn tls(&self) -> crate::tls::TlsArgs {
+        crate::tls::TlsArgs { tls_cert: self.tls_cert.clone(), tls_key: self.tls_key.clone() }
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
     }
@@ -213,9 +267,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// `45`, `90s`, `30m`, `12h`, `7d`: a duration in seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a duration (say 90s, 30m, 12h or 7d)"))?;
+    let factor: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown duration unit `{other}` (use s, m, h or d)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("`{text}` is too long"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_duration, parse_size};
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
 
     #[test]
     fn sizes() {

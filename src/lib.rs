@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod build_log;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod daemon_id;
@@ -21,5 +22,6 @@ pub mod runtime;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod worker;
 pub mod workspace;

@@ -3,7 +3,7 @@ use jinad::config::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Openapi { .. } | Command::Probe(_)) {
+    if cli.command.logs() {
         init_tracing();
     }
     match cli.command {
@@ -16,6 +16,12 @@ fn main() {
         Command::Bench(args) => role(jinad::runtime::bench::run(args)),
         Command::Export(command) => role(jinad::export::command::run(command)),
         Command::Push(args) => role(jinad::export::command::push(args)),
+        Command::Workspaces(args) => role(jinad::client::commands::workspaces(args)),
+        Command::Flows(args) => role(jinad::client::commands::flows(args)),
+        Command::Pods(args) => role(jinad::client::commands::deployments("pods", args)),
+        Command::Peas(args) => role(jinad::client::commands::deployments("peas", args)),
+        Command::Events(args) => role(jinad::client::commands::events(args)),
+        Command::Status(args) => role(jinad::client::commands::status(args)),
         Command::Probe(args) => std::process::exit(jinad::runtime::probe::probe(args)),
         Command::Serve(config) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

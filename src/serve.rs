@@ -10,6 +10,8 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let reconcile_every = Duration::from_secs(config.reconcile_interval.max(1));
     // Before anything else: a daemon reachable from other machines never runs without a token.
     let token = config.api_token()?;
+    config.tls().files()?;
+    let scheme = config.tls().scheme();
     let daemon = Daemon::open(config).await?;
     tracing::info!(daemon_id = %daemon.daemon_id, data_dir = %daemon.config.data_dir.display(), "starting");
 
@@ -34,14 +36,28 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(reconcile::run_periodically(daemon.clone(), reconcile_every));
     tokio::spawn(reconcile::on_container_exits(daemon.clone()));
     tokio::spawn(crate::deployment::lease::run_expiry(daemon.clone()));
+    tokio::spawn(prune_events(daemon.clone()));
 
-    let announce = rocket::fairing::AdHoc::on_liftoff("announce", |rocket| {
+    let announce = rocket::fairing::AdHoc::on_liftoff("announce", move |rocket| {
         Box::pin(async move {
             // Scripts and tests wait for this line; with `--port 0` it carries the real port.
-            println!("jinad listening on http://{}:{}", rocket.config().address, rocket.config().port);
+            println!("jinad listening on {scheme}://{}:{}", rocket.config().address, rocket.config().port);
         })
     });
-    api::rocket(daemon.clone(), token.as_deref()).attach(announce).launch().await.map_err(|e| format!("API server: {e}"))?;
+    api::rocket(daemon.clone(), token.as_deref())?.attach(announce).launch().await.map_err(|e| format!("API server: {e}"))?;
     daemon.store.close().await;
     Ok(())
+}
+
+/// Drops the events older than `--event-retention`, at start and every minute.
+async fn prune_events(daemon: std::sync::Arc<Daemon>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match daemon.store.prune_events(daemon.config.event_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("dropped {n} events older than {} s", daemon.config.event_retention),
+            Err(e) => tracing::warn!("pruning events: {e}"),
+        }
+    }
 }

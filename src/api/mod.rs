@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod deployments;
+pub mod events;
 pub mod export;
 pub mod openapi;
 pub mod query;
@@ -55,7 +56,7 @@ impl<'r> rocket::request::FromRequest<'r> for ReachedAt {
 
 /// The rocket application for a daemon, on the configured address. `token`: the API token, if
 /// the daemon has one (every route but liveness and readiness then needs it).
-pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Rocket<Build> {
+pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Result<Rocket<Build>, String> {
     let config = &daemon.config;
     let max = ByteUnit::from(config.max_upload_size);
     let figment = Figment::from(rocket::Config::default())
@@ -66,20 +67,21 @@ pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Rocket<Build> {
         .merge(("log_level", rocket::config::LogLevel::Critical))
         .merge(("cli_colors", false))
         .merge(("ident", concat!("jinad/", env!("CARGO_PKG_VERSION"))));
-    let rocket = rocket::custom(figment);
+    let rocket = rocket::custom(config.tls().configure(figment)?);
     let rocket = match token {
         Some(token) => rocket.attach(auth::BearerAuth::new(token)).mount("/", auth::routes()),
         None => rocket,
     };
-    rocket
+    Ok(rocket
         .manage(daemon)
         .attach(crate::metrics::HttpMetrics)
         .mount("/", status::routes())
         .mount("/", workspaces::routes())
         .mount("/", deployments::routes())
         .mount("/", export::routes())
+        .mount("/", events::routes())
         .mount("/", SwaggerUi::new("/docs/<_..>").url("/openapi.json", openapi::ApiDoc::openapi()))
-        .register("/", catchers![default_catcher])
+        .register("/", catchers![default_catcher]))
 }
 
 /// Errors rocket produces itself (unknown route, bad form, too large) get the same body as ours.

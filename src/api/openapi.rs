@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{deployments, export, status, workspaces};
+use super::{deployments, events, export, status, workspaces};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,12 +24,13 @@ use super::{deployments, export, status, workspaces};
         deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,
         deployments::create_pea, deployments::list_peas, deployments::get_pea, deployments::delete_pea, deployments::pea_logs,
         deployments::renew_pod_lease, deployments::renew_pea_lease, export::export_flow, export::push_workspace,
+        events::events,
     ),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
     components(schemas(
         crate::error::ErrorBody, crate::error::Code, crate::state::State, workspaces::WorkspaceId, deployments::FlowId, deployments::PodId,
-        deployments::PeaId, export::ExportFormat, export::ManifestArchive,
+        deployments::PeaId, export::ExportFormat, export::ManifestArchive, events::SinceParam,
     )),
     tags(
         (name = "status", description = "Liveness and daemon status"),
@@ -37,6 +38,7 @@ use super::{deployments, export, status, workspaces};
         (name = "flows", description = "Flows of a workspace, every pea in its own container"),
         (name = "pods", description = "Single pods in containers, ports published for Flows elsewhere"),
         (name = "peas", description = "Single peas in containers"),
+        (name = "events", description = "The timeline of state changes"),
     )
 )]
 pub struct ApiDoc;

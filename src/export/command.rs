@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{compose, env_references, kubernetes, ExportOptions, Topology};
+use crate::api::workspaces::WorkspaceView;
 use crate::docker::containers::{Limits, RestartMode, RestartPolicy};
+use crate::workspace::push::Pushed;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ExportCommand {
@@ -37,12 +38,13 @@ pub struct Common {
     /// workspace image holds its files).
     #[arg(long)]
     pub flow_path: Option<String>,
-    /// A jinad daemon (`http://HOST:PORT`) whose workspace `--image` names.
+    /// A jinad daemon (`http(s)://HOST:PORT`) whose workspace `--image` names; its token comes
+    /// from JINAD_TOKEN.
     #[arg(long)]
     pub host: Option<String>,
-    /// The daemon's token (`--host`).
-    #[arg(long, env = "JINAD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// PEM certificates that verify an `https://` `--host`.
+    #[arg(long, env = "JINAD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// CPUs per container, e.g. `0.5`.
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -86,35 +88,8 @@ pub struct PushArgs {
     pub workspace: String,
     /// `REGISTRY[:PORT]/NAME[:TAG]`.
     pub reference: String,
-    /// The daemon (`http://HOST:PORT`).
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    pub host: String,
-    #[arg(long, env = "JINAD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-}
-
-fn client() -> Result<reqwest::blocking::Client, String> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(3600))
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))
-}
-
-fn call(request: reqwest::blocking::RequestBuilder, token: Option<&str>, what: &str) -> Result<serde_json::Value, String> {
-    let request = match token {
-        Some(t) => request.bearer_auth(t),
-        None => request,
-    };
-    let response = request.send().map_err(|e| format!("{what}: {e}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        let code = body["code"].as_str().unwrap_or("error");
-        let message = body["message"].as_str().unwrap_or("");
-        return Err(format!("{what}: {status} {code}: {message}"));
-    }
-    Ok(body)
+    #[command(flatten)]
+    pub connect: crate::client::ConnectArgs,
 }
 
 /// `--image`: an image reference, or a workspace's image on `--host`.
@@ -126,11 +101,12 @@ fn image(common: &Common) -> Result<String, String> {
         return Ok(common.image.clone());
     };
     let id = crate::ids::ObjectId::parse(crate::ids::Kind::Workspace, &common.image).map_err(|e| format!("--image: {e}"))?;
-    let url = format!("{}/workspaces/{id}", host.trim_end_matches('/'));
-    let ws = call(client()?.get(&url), common.token.as_deref(), &format!("GET {url}"))?;
-    match (ws["state"].as_str(), ws["image_tag"].as_str()) {
-        (Some("ACTIVE"), Some(tag)) => Ok(tag.to_string()),
-        (state, _) => Err(format!("{} is {}: it has no image yet", common.image, state.unwrap_or("unknown"))),
+    let connect = crate::client::ConnectArgs { host: host.clone(), token_file: None, ca_file: common.ca_file.clone() };
+    let c = crate::client::Connection::open(&connect)?;
+    let ws: WorkspaceView = c.call(c.get(&format!("/workspaces/{id}"))).map_err(|e| format!("{id} on {}: {e}", c.base))?;
+    match (ws.state, ws.image_tag) {
+        (crate::state::State::Active, Some(tag)) => Ok(tag),
+        (state, _) => Err(format!("{} is {state}: it has no image yet", common.image)),
     }
 }
 
@@ -222,9 +198,11 @@ pub fn run(command: ExportCommand) -> Result<(), String> {
 /// `jinad push`: asks the daemon to push a workspace's image; prints the pinned reference.
 pub fn push(args: PushArgs) -> Result<(), String> {
     let id = crate::ids::ObjectId::parse(crate::ids::Kind::Workspace, &args.workspace).map_err(|e| e.to_string())?;
-    let url = format!("{}/workspaces/{id}/push", args.host.trim_end_matches('/'));
+    let c = crate::client::Connection::open(&args.connect)?;
     let body = serde_json::json!({ "reference": args.reference });
-    let pushed = call(client()?.post(&url).json(&body), args.token.as_deref(), &format!("POST {url}"))?;
-    println!("{}", pushed["pinned"].as_str().unwrap_or_default());
+    // A push may take long: no total timeout.
+    let request = c.streaming(reqwest::Method::POST, &format!("/workspaces/{id}/push")).json(&body);
+    let pushed: Pushed = c.call(request).map_err(|e| format!("push of {id}: {e}"))?;
+    println!("{}", pushed.pinned);
     Ok(())
 }

@@ -57,6 +57,11 @@ pub struct FlowArgs {
     /// Seconds a `host:` daemon may take to build the uploaded project and start a pod.
     #[arg(long, default_value_t = super::flow::remote::DEFAULT_START_TIMEOUT_SECS)]
     pub remote_timeout: u64,
+    /// PEM certificates that verify `host:` daemons served over HTTPS (self-signed, private CA).
+    #[arg(long, env = "JINAD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -168,6 +173,8 @@ pub struct GatewayArgs {
     pub advertise: Option<String>,
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 fn named_addr(s: &str) -> Result<(String, String), String> {
@@ -214,6 +221,7 @@ fn stop_signal() -> Arc<AtomicBool> {
 }
 
 pub fn flow(args: FlowArgs) -> Result<(), String> {
+    args.tls.files()?;
     let mut spec = FlowSpec::load(&args.file).map_err(|e| e.to_string())?;
     if let Some(port) = args.port {
         spec.port = port;
@@ -230,13 +238,17 @@ pub fn flow(args: FlowArgs) -> Result<(), String> {
     // Ctrl-C / SIGTERM while starting: stop what started (containers included) and exit.
     let interrupted = stop_signal();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let remote = RemoteOptions { lease: Duration::from_secs(args.remote_lease.max(1)), start_timeout: Duration::from_secs(args.remote_timeout.max(1)) };
+    let remote = RemoteOptions {
+        lease: Duration::from_secs(args.remote_lease.max(1)),
+        start_timeout: Duration::from_secs(args.remote_timeout.max(1)),
+        ca_file: args.ca_file.clone(),
+    };
     let flow = RunningFlow::start_until(spec, args.transport.into(), &interrupted, &remote)?;
     if interrupted.load(Ordering::SeqCst) {
         let problems = flow.stop();
         return if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
     }
-    runtime.block_on(flow.serve(move |url| {
+    runtime.block_on(flow.serve(&args.tls, move |url| {
         // Scripts, tests and `jinad bench` wait for this line.
         println!("jinad flow ready: {url} ({} ms)", started.elapsed().as_millis());
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -499,10 +511,11 @@ pub fn gateway(args: GatewayArgs) -> Result<(), String> {
         }
         watcher.set_ready(true);
     });
-    let rocket = gateway::http::rocket(dispatcher.clone(), args.host, args.port).attach(rocket::fairing::AdHoc::on_liftoff(
+    let scheme = args.tls.scheme();
+    let rocket = gateway::http::rocket(dispatcher.clone(), args.host, args.port, &args.tls)?.attach(rocket::fairing::AdHoc::on_liftoff(
         "announce",
-        |r| {
-            println!("jinad gateway listening on http://{}:{}", r.config().address, r.config().port);
+        move |r| {
+            println!("jinad gateway listening on {scheme}://{}:{}", r.config().address, r.config().port);
             let _ = std::io::Write::flush(&mut std::io::stdout());
             Box::pin(async {})
         },

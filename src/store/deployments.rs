@@ -126,7 +126,10 @@ impl Store {
         .fetch_optional(self.pool())
         .await;
         match result {
-            Ok(Some(row)) => Ok(row),
+            Ok(Some(row)) => {
+                self.announce_change();
+                Ok(row)
+            }
             // The workspace is gone, FAILED or being deleted: say which.
             Ok(None) => {
                 let ws = self.get_workspace(workspace).await?;
@@ -207,6 +210,7 @@ impl Store {
             .execute(self.pool())
             .await?;
         if done.rows_affected() == 1 {
+            self.announce_change();
             return Ok(());
         }
         let actual = self.get_deployment(id).await?.state;

@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that runs SQL. One file per table.
 
 pub mod deployments;
+pub mod events;
 pub mod workspaces;
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use crate::ids::ObjectId;
 use crate::state::State;
 
 pub use deployments::{ContainerRecord, DeploymentChange, DeploymentRow};
+pub use events::{EventRow, Since};
 pub use workspaces::{Seen, StateCounts, WorkspaceChange, WorkspaceRow};
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -40,6 +42,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Notified after every write of a row's state, for `GET /events?follow=true`.
+    changes: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -54,7 +58,7 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, changes: Default::default() })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -97,7 +101,10 @@ impl Store {
         }
         let updated = query.bind(id.as_str()).bind(expected).bind(seen.version).fetch_optional(&self.pool).await?;
         match updated {
-            Some(row) => Ok(row),
+            Some(row) => {
+                self.announce_change();
+                Ok(row)
+            }
             None => {
                 let actual: Option<(State,)> = sqlx::query_as(&format!("SELECT state FROM {table} WHERE id = ?"))
                     .bind(id.as_str())

@@ -121,7 +121,11 @@ impl Store {
         .await;
         match result {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::AlreadyExists(id.clone())),
-            other => Ok(other?),
+            other => {
+                let row = other?;
+                self.announce_change();
+                Ok(row)
+            }
         }
     }
 
@@ -236,6 +240,7 @@ impl Store {
             .execute(self.pool())
             .await?;
         if done.rows_affected() == 1 {
+            self.announce_change();
             return Ok(());
         }
         let actual = self.get_workspace(id).await?.state;

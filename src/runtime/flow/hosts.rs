@@ -69,18 +69,20 @@ pub fn remote_hosts(hosts: HostsYaml, token: Option<&str>) -> Result<Vec<RemoteH
         .collect()
 }
 
-/// `HOST:PORT` or `http://HOST:PORT` → `http://HOST:PORT`.
+/// `HOST:PORT` or `http://HOST:PORT` → `http://HOST:PORT`; `https://HOST:PORT` stays (a daemon
+/// with `--tls-cert`, verified with the public roots or `jinad flow --ca-file`).
 fn remote_api(addr: &str) -> Result<String, String> {
-    if addr.starts_with("https://") {
-        return Err(format!("`{addr}`: TLS is not supported yet; use http:// on a trusted network"));
-    }
-    let bare = addr.strip_prefix("http://").unwrap_or(addr).trim_end_matches('/');
+    let (scheme, rest) = match addr.strip_prefix("https://") {
+        Some(rest) => ("https", rest),
+        None => ("http", addr.strip_prefix("http://").unwrap_or(addr)),
+    };
+    let bare = rest.trim_end_matches('/');
     let ok = bare.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
     });
     if !ok {
         return Err(format!("`{addr}` is not HOST:PORT (a jinad daemon's API)"));
     }
-    Ok(format!("http://{bare}"))
+    Ok(format!("{scheme}://{bare}"))
 }
 

@@ -32,6 +32,8 @@ pub struct RemoteOptions {
     pub lease: Duration,
     /// How long an upload's build and a pod's start may take on a remote daemon.
     pub start_timeout: Duration,
+    /// PEM certificates that verify `https://` hosts (besides the public roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `jinad flow --remote-lease`'s default, in seconds.
@@ -41,7 +43,7 @@ pub const DEFAULT_START_TIMEOUT_SECS: u64 = 600;
 
 impl Default for RemoteOptions {
     fn default() -> Self {
-        RemoteOptions { lease: Duration::from_secs(DEFAULT_LEASE_SECS), start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT_SECS) }
+        RemoteOptions { lease: Duration::from_secs(DEFAULT_LEASE_SECS), start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT_SECS), ca_file: None }
     }
 }
 
@@ -192,22 +194,18 @@ fn answer(host: &RemoteHost, what: &str, response: Result<Response, reqwest::Err
     Ok(body)
 }
 
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cause = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    cause
-}
+use crate::client::http::root_cause;
 
 impl Remotes {
     /// `root`: the Flow YAML's directory (what is uploaded); `skip`: directories not to upload
     /// (the local pods' data).
     pub fn new(root: &Path, skip: &[PathBuf], options: RemoteOptions) -> Result<Self, String> {
         let build = |timeout: Option<Duration>| {
-            Client::builder().connect_timeout(CONNECT_TIMEOUT).no_proxy().timeout(timeout).build().map_err(|e| format!("HTTP client: {e}"))
+            crate::client::http::builder(options.ca_file.as_deref())?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(timeout)
+                .build()
+                .map_err(|e| format!("HTTP client: {e}"))
         };
         let mut remotes = Remotes {
             client: build(Some(CALL_TIMEOUT))?,

@@ -176,10 +176,18 @@ impl RunningFlow {
     }
 
     /// Serves HTTP until Ctrl-C / SIGTERM, then stops everything. `announce` gets the gateway's URL.
-    pub async fn serve(self, announce: impl Fn(&str) + Send + Sync + 'static) -> Result<(), String> {
-        let rocket = gateway::http::rocket(self.dispatcher.clone(), self.spec.host, self.spec.port).attach(
+    pub async fn serve(self, tls: &crate::tls::TlsArgs, announce: impl Fn(&str) + Send + Sync + 'static) -> Result<(), String> {
+        let scheme = tls.scheme();
+        let rocket = match gateway::http::rocket(self.dispatcher.clone(), self.spec.host, self.spec.port, tls) {
+            Ok(rocket) => rocket,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || self.stop()).await;
+                return Err(e);
+            }
+        };
+        let rocket = rocket.attach(
             rocket::fairing::AdHoc::on_liftoff("announce", move |r| {
-                let url = format!("http://{}:{}", r.config().address, r.config().port);
+                let url = format!("{scheme}://{}:{}", r.config().address, r.config().port);
                 announce(&url);
                 Box::pin(async {})
             }),

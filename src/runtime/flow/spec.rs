@@ -543,7 +543,7 @@ mod tests {
             (flow("  - name: a\n    uses: docker://x\n    image: y\n"), &["not both"]),
             (flow("  - name: a\n    uses: docker://\n"), &["image reference"]),
             (flow("  - name: a\n    host: nowhere\n"), &["executors[0] (a).host", "HOST:PORT"]),
-            (flow("  - name: a\n    host: https://b:8000\n"), &["TLS"]),
+            (flow("  - name: a\n    host: https://\n"), &["HOST:PORT"]),
             (flow("  - name: a\n    host: []\n"), &["one to"]),
             (flow("  - name: a\n    token: t\n"), &["executors[0] (a).token", "host"]),
             (flow("  - name: a\n    host: b:8000\n    image: x\n"), &["executors[0] (a).image"]),

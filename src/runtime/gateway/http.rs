@@ -326,8 +326,8 @@ pub fn openapi_json() -> String {
     GatewayApi::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// The gateway's HTTP server on `host:port` (0 = any free port).
-pub fn rocket(dispatcher: Arc<Dispatcher>, host: IpAddr, port: u16) -> Rocket<Build> {
+/// The gateway's HTTP server on `host:port` (0 = any free port), HTTPS with `tls`.
+pub fn rocket(dispatcher: Arc<Dispatcher>, host: IpAddr, port: u16, tls: &crate::tls::TlsArgs) -> Result<Rocket<Build>, String> {
     let figment = Figment::from(rocket::Config::default())
         .merge(("address", host))
         .merge(("port", port))
@@ -335,8 +335,8 @@ pub fn rocket(dispatcher: Arc<Dispatcher>, host: IpAddr, port: u16) -> Rocket<Bu
         .merge(("log_level", rocket::config::LogLevel::Off))
         .merge(("cli_colors", false))
         .merge(("ident", concat!("jinad-gateway/", env!("CARGO_PKG_VERSION"))));
-    rocket::custom(figment)
+    Ok(rocket::custom(tls.configure(figment)?)
         .manage(dispatcher)
         .mount("/", routes![post, index, search, update, delete, ready, status, metrics, openapi])
-        .register("/", catchers![catch_all])
+        .register("/", catchers![catch_all]))
 }
