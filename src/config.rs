@@ -50,6 +50,8 @@ pub enum Command {
     Events(crate::client::commands::EventArgs),
     /// Client: the daemon's status (`GET /status`).
     Status(crate::client::commands::StatusArgs),
+    /// Client: collect the daemon's build cache now (`POST /gc`) and say what it freed.
+    Gc(crate::client::commands::GcArgs),
     /// Check a node (`tcp://HOST:PORT`, its control port) or a gateway (`http://…/ready`): exit 0
     /// when ready. What exported containers' healthchecks run.
     Probe(crate::runtime::probe::ProbeArgs),
@@ -69,6 +71,7 @@ impl Command {
                 | Command::Peas(_)
                 | Command::Events(_)
                 | Command::Status(_)
+                | Command::Gc(_)
         )
     }
 }
@@ -170,6 +173,12 @@ pub struct Config {
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "JINAD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Largest the build cache may grow (runtime images of older binaries, layers nothing uses),
+    /// e.g. `10GiB`; `0` turns the policy off. Evicts least recently used first, never what a
+    /// workspace, a container or a running build uses.
+    #[arg(long, env = "JINAD_CACHE_MAX_SIZE", default_value = "10GiB", value_parser = parse_size)]
+    pub cache_max_size: u64,
 
     /// How long `GET /events` keeps a state change (`90s`, `30m`, `12h`, `7d`, or seconds).
     #[arg(long, env = "JINAD_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]

@@ -31,6 +31,8 @@ pub struct Daemon {
     pub runtime_images: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
     /// What `GET /metrics` reports.
     pub metrics: crate::metrics::Metrics,
+    /// Notified when a build ends: the build cache's policy checks the cache then.
+    pub build_ended: Notify,
 }
 
 impl Daemon {
@@ -62,6 +64,7 @@ impl Daemon {
             network_pool,
             runtime_images: Default::default(),
             metrics: crate::metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?,
+            build_ended: Notify::new(),
         }))
     }
 }

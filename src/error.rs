@@ -104,9 +104,11 @@ error_codes! {
     NoImage = "no_image", Some(409), "The workspace has no image yet (PENDING), or will have none (FAILED, being deleted).";
     PodNameTaken = "pod_name_taken", Some(409), "A live pod or pea of this workspace already has this name (and, for peas, the same shard and replica): the two would share one data directory.";
     NoLease = "no_lease", Some(409), "The pod or pea was created without `lease_seconds`: there is no lease to renew.";
+    BuildsRunning = "builds_running", Some(409), "`POST /gc` waited 30 s for running builds to end; the cache is collected after them (or try again).";
     UploadTooLarge = "upload_too_large", Some(413), "The request body is larger than `--max-upload-size`.";
     UnprocessableEntity = "unprocessable_entity", Some(422), "The body is well-formed but not what the route takes.";
     Internal = "internal", Some(500), "A bug or an unexpected local error; details are in the daemon's log.";
+    EngineFailed = "engine_failed", Some(502), "The Docker engine did not answer, or refused what the request needs; the message is its answer.";
     PushFailed = "push_failed", Some(502), "The engine could not push the image (registry unreachable, refused it, or needs a login); the message is its answer.";
     InvalidJinad = "invalid_jinad", None, "Build: the `.jinad` file has an unknown key or a bad value.";
     InvalidRequirements = "invalid_requirements", None, "Build: `requirements.txt` names a local file that is missing or outside the workspace.";

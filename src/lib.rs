@@ -2,6 +2,7 @@
 //! drives a real Docker engine to build and run them. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod build_cache;
 pub mod build_log;
 pub mod client;
 pub mod config;

@@ -22,6 +22,7 @@ fn main() {
         Command::Peas(args) => role(jinad::client::commands::deployments("peas", args)),
         Command::Events(args) => role(jinad::client::commands::events(args)),
         Command::Status(args) => role(jinad::client::commands::status(args)),
+        Command::Gc(args) => role(jinad::client::commands::gc(args)),
         Command::Probe(args) => std::process::exit(jinad::runtime::probe::probe(args)),
         Command::Serve(config) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Errors of the Docker engine by code (`unavailable`, `api_404`, `build_failed`, …): counted
 /// where every engine error is made (`DockerError::from`), for the process.
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub reconciled: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_seconds: HistogramVec,
+    /// Bytes of the build cache as the last pass of the cache measured them.
+    pub cache_bytes: IntGauge,
 }
 
 const SLOW: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -46,8 +48,14 @@ impl Metrics {
         registry.register(Box::new(reconciled.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_seconds.clone()))?;
+        let cache_bytes = IntGauge::new("jinad_build_cache_bytes", "Bytes of the build cache (images above the base images), at its last pass")?;
+        registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(DOCKER_ERRORS.clone()))?;
-        Ok(Metrics { registry, objects, build_seconds, start_seconds, reconciles, reconciled, http_requests, http_seconds })
+        Ok(Metrics { registry, objects, build_seconds, start_seconds, reconciles, reconciled, http_requests, http_seconds, cache_bytes })
+    }
+
+    pub fn set_cache_size(&self, bytes: u64) {
+        self.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Everything, in the text exposition format.

@@ -37,6 +37,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(reconcile::on_container_exits(daemon.clone()));
     tokio::spawn(crate::deployment::lease::run_expiry(daemon.clone()));
     tokio::spawn(prune_events(daemon.clone()));
+    tokio::spawn(crate::build_cache::run_policy(daemon.clone()));
 
     let announce = rocket::fairing::AdHoc::on_liftoff("announce", move |rocket| {
         Box::pin(async move {

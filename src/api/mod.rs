@@ -5,6 +5,7 @@ pub mod auth;
 pub mod deployments;
 pub mod events;
 pub mod export;
+pub mod gc;
 pub mod openapi;
 pub mod query;
 pub mod status;
@@ -80,6 +81,7 @@ pub fn rocket(daemon: Arc<Daemon>, token: Option<&str>) -> Result<Rocket<Build>,
         .mount("/", deployments::routes())
         .mount("/", export::routes())
         .mount("/", events::routes())
+        .mount("/", gc::routes())
         .mount("/", SwaggerUi::new("/docs/<_..>").url("/openapi.json", openapi::ApiDoc::openapi()))
         .register("/", catchers![default_catcher]))
 }

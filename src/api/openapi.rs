@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{deployments, events, export, status, workspaces};
+use super::{deployments, events, export, gc, status, workspaces};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +24,7 @@ use super::{deployments, events, export, status, workspaces};
         deployments::create_pod, deployments::list_pods, deployments::get_pod, deployments::delete_pod, deployments::pod_logs,
         deployments::create_pea, deployments::list_peas, deployments::get_pea, deployments::delete_pea, deployments::pea_logs,
         deployments::renew_pod_lease, deployments::renew_pea_lease, export::export_flow, export::push_workspace,
-        events::events,
+        events::events, gc::collect,
     ),
     modifiers(&BearerScheme),
     security(("bearer" = [])),

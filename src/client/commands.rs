@@ -135,6 +135,15 @@ pub struct EventArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Print the daemon's report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -376,4 +385,35 @@ fn segment(text: &str) -> String {
         }
     }
     out
+}
+
+/// `POST /gc`: what was removed, and the cache's size before and after.
+pub fn gc(args: GcArgs) -> Result<(), String> {
+    let c = Connection::open(&args.connect)?;
+    // The daemon waits up to 30 s for running builds, then collects.
+    let report: crate::build_cache::GcReport = c.call(c.streaming(Method::POST, "/gc")).map_err(fail)?;
+    if args.json {
+        print!("{}", output::json(&report));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = report
+        .removed_images
+        .iter()
+        .map(|i| vec![i.id.chars().take(19).collect(), upload::human(i.bytes), if i.tags.is_empty() { "(layer)".into() } else { i.tags.join(", ") }])
+        .collect();
+    if !rows.is_empty() {
+        print!("{}", output::table(&["IMAGE", "FREED", "TAGS"], &rows));
+    }
+    for container in &report.removed_containers {
+        println!("removed leaked build container {}", container.chars().take(12).collect::<String>());
+    }
+    println!(
+        "freed {} ({} images, {} containers); the build cache holds {} (was {})",
+        upload::human(report.freed_bytes),
+        report.removed_images.len(),
+        report.removed_containers.len(),
+        upload::human(report.size_after),
+        upload::human(report.size_before)
+    );
+    Ok(())
 }

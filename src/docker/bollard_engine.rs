@@ -50,7 +50,7 @@ impl DockerEngine {
         DockerEngine { address, client: Mutex::new(None), daemon_id }
     }
 
-    async fn client(&self) -> Result<Docker, DockerError> {
+    pub(super) async fn client(&self) -> Result<Docker, DockerError> {
         let mut guard = self.client.lock().await;
         if let Some(client) = guard.as_ref() {
             return Ok(client.clone());
@@ -71,7 +71,7 @@ impl DockerEngine {
     }
 
     /// Forget the connection after a transport error, so the next call negotiates again.
-    async fn reset_on<T>(&self, result: Result<T, DockerError>) -> Result<T, DockerError> {
+    pub(super) async fn reset_on<T>(&self, result: Result<T, DockerError>) -> Result<T, DockerError> {
         if matches!(result, Err(DockerError::Unavailable(_))) {
             *self.client.lock().await = None;
         }
@@ -218,6 +218,21 @@ impl Engine for DockerEngine {
             found(self.client().await?.remove_image(id, Some(options), None).await).map(drop)
         }
         .await;
+        self.reset_on(result).await
+    }
+
+    async fn evict_image(&self, reference: &str) -> Result<(), DockerError> {
+        // The same call: by id or by its only tag, removing the parents left dangling.
+        self.remove_dangling_image(reference).await
+    }
+
+    async fn all_images(&self) -> Result<Vec<super::inventory::ImageRecord>, DockerError> {
+        let result = self.list_all_images().await;
+        self.reset_on(result).await
+    }
+
+    async fn all_containers(&self) -> Result<Vec<super::inventory::ContainerInfo>, DockerError> {
+        let result = self.list_all_containers().await;
         self.reset_on(result).await
     }
 

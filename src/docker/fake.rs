@@ -328,6 +328,36 @@ impl Engine for FakeEngine {
         })
     }
 
+    async fn evict_image(&self, reference: &str) -> Result<(), DockerError> {
+        self.enter("evict_image")?;
+        self.with(|w| {
+            if let Some(id) = find_image(w, reference) {
+                w.images.remove(&id);
+            }
+            Ok(())
+        })
+    }
+
+    async fn all_images(&self) -> Result<Vec<super::inventory::ImageRecord>, DockerError> {
+        self.enter("all_images")?;
+        Ok(self.with(|w| {
+            w.images
+                .values()
+                .map(|i| super::inventory::ImageRecord { id: i.id.clone(), tags: i.tags.clone(), labels: i.labels.clone(), ..Default::default() })
+                .collect()
+        }))
+    }
+
+    async fn all_containers(&self) -> Result<Vec<super::inventory::ContainerInfo>, DockerError> {
+        self.enter("all_containers")?;
+        Ok(self.with(|w| {
+            w.containers
+                .values()
+                .map(|c| super::inventory::ContainerInfo { id: c.docker_id.clone(), labels: c.labels.clone(), state: "running".into(), ..Default::default() })
+                .collect()
+        }))
+    }
+
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError> {
         self.enter("tag_image")?;
         self.with(|w| {

@@ -5,6 +5,7 @@
 mod bollard_engine;
 pub mod containers;
 pub mod fake;
+pub mod inventory;
 pub mod labels;
 pub mod reference;
 
@@ -166,6 +167,14 @@ pub trait Engine: Send + Sync {
     /// Remove an untagged image and the untagged parents no other image uses (what a failed or
     /// killed build left). Only while no build of this daemon runs: a parent may be its layer.
     async fn remove_dangling_image(&self, id: &str) -> Result<(), DockerError>;
+    /// Remove an image by tag or id, and its parents that are left untagged and unused: what
+    /// the build cache evicts. Never forced (an image a container uses, or with children,
+    /// stays). Only while no build of this daemon runs.
+    async fn evict_image(&self, reference: &str) -> Result<(), DockerError>;
+    /// Every image of the engine, intermediate layers included.
+    async fn all_images(&self) -> Result<Vec<inventory::ImageRecord>, DockerError>;
+    /// Every container of the engine, whoever made it, of any state.
+    async fn all_containers(&self) -> Result<Vec<inventory::ContainerInfo>, DockerError>;
     /// Tag an image (by id) as `repo:tag`, moving the tag if another image had it.
     async fn tag_image(&self, image: &str, reference: &str) -> Result<(), DockerError>;
     /// Push `repo:tag` (already tagged) to the registry `repo` names, without credentials (a

@@ -2,6 +2,7 @@
 
 pub mod deployments;
 pub mod events;
+pub mod images;
 pub mod workspaces;
 
 use std::path::Path;

@@ -246,6 +246,9 @@ async fn build(daemon: &Daemon, id: &ObjectId, row: &mut WorkspaceRow, log: &mut
     let change = WorkspaceChange::Activate { image_id: image_id.clone(), image_tag: tag, network_id };
     *row = daemon.store.transition_workspace(id, row.seen(), change).await?;
     log.note(&format!("ACTIVE: image {}", short(&image_id)));
+    if let Err(e) = daemon.store.touch_image(&image_id).await {
+        tracing::debug!("recording the use of {image_id}: {e}");
+    }
     // The build tag has done its job (the image keeps the row's tag).
     if let Err(e) = daemon.engine.remove_image(&build_tag).await {
         tracing::info!(%id, "the build tag stays until the next reconciliation: {e}");

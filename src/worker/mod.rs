@@ -185,7 +185,11 @@ async fn observe(daemon: &Daemon, id: &ObjectId, deployment: bool, took: Duratio
             let outcome = row.state.to_string().to_lowercase();
             m.start_seconds.with_label_values(&[&row.kind, &outcome]).observe(took.as_secs_f64());
         }
-    } else if let Ok(row) = daemon.store.get_workspace(id).await {
-        m.build_seconds.with_label_values(&[&row.state.to_string().to_lowercase()]).observe(took.as_secs_f64());
+    } else {
+        if let Ok(row) = daemon.store.get_workspace(id).await {
+            m.build_seconds.with_label_values(&[&row.state.to_string().to_lowercase()]).observe(took.as_secs_f64());
+        }
+        // The build cache's policy looks at the cache after every build.
+        daemon.build_ended.notify_one();
     }
 }

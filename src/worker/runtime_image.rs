@@ -62,9 +62,12 @@ pub async fn ensure(daemon: &Daemon, base_image: &str, log: &mut crate::build_lo
     let base_short = base_id.trim_start_matches("sha256:");
     let tag = format!("jinad/runtime:{}-{}", &digest[..12], &base_short[..12.min(base_short.len())]);
     let mut built = daemon.runtime_images.lock().await;
-    if built.get(&base_id) == Some(&tag) || daemon.engine.image_id(&tag).await?.is_some() {
+    // Asked of the engine every time: a runtime image is never evicted while it is this
+    // binary's, but `docker rmi` by hand is always possible.
+    if let Some(id) = daemon.engine.image_id(&tag).await? {
         built.insert(base_id, tag.clone());
         log.note(&format!("runtime image {tag} (base {base_image}) is present"));
+        touch(daemon, &id).await;
         return Ok(tag);
     }
     log.note(&format!("building runtime image {tag}: {base_image} + this jinad binary"));
@@ -74,16 +77,21 @@ pub async fn ensure(daemon: &Daemon, base_image: &str, log: &mut crate::build_lo
     tokio::task::spawn_blocking(move || context::write_runtime_context(&ctx_path, &text, &own_executable()))
         .await
         .map_err(std::io::Error::other)??;
-    daemon
-        .engine
-        .build_image(
-            ctx.path(),
-            "Dockerfile",
-            &tag,
-            &Default::default(),
-            &mut |line| log.line(line),
-        )
-        .await?;
+    {
+        // Like every build: the build cache never evicts while it runs.
+        let _building = daemon.build_gate.read().await;
+        daemon.engine.build_image(ctx.path(), "Dockerfile", &tag, &Default::default(), &mut |line| log.line(line)).await?;
+    }
     built.insert(base_id, tag.clone());
+    if let Some(id) = daemon.engine.image_id(&tag).await? {
+        touch(daemon, &id).await;
+    }
     Ok(tag)
+}
+
+/// The build cache evicts the least recently used runtime image first.
+async fn touch(daemon: &Daemon, image_id: &str) {
+    if let Err(e) = daemon.store.touch_image(image_id).await {
+        tracing::debug!("recording the use of {image_id}: {e}");
+    }
 }

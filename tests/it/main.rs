@@ -4,9 +4,12 @@ mod common;
 
 mod api;
 mod bench;
+mod build_cache;
+mod cli;
 mod contract;
 mod docker_flows;
 mod docker_workspaces;
+mod events;
 mod export;
 mod metrics;
 mod flows;
@@ -19,4 +22,5 @@ mod restart;
 mod roles;
 mod scale;
 mod store;
+mod tls;
 mod uploads;
