@@ -8,6 +8,9 @@
 #     a bare `docker run` of one container of the same image to its readiness
 #   - that 3-chain's throughput and p50 latency (wrk, 1 document per request), next to the same
 #     flow run by `jinad flow --transport tcp` on the host
+#   - operations: GET /metrics scrape time with 1,000 objects; GET /events first page with 100,000
+#     rows; `jinad workspaces create` of a 50 MB directory: throughput and the CLI's peak RSS
+#     (against a second daemon whose base image is missing, so 1,000 uploads end FAILED at once)
 # Needs: a release build (cargo build --release), the base image (docker/build-base-image.sh), wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +21,12 @@ PORT="${PORT:-18123}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d /tmp/jinad-bench.XXXXXX)"
 WORK="$(mktemp -d /tmp/jinad-bench-files.XXXXXX)"
-trap 'kill "${PID:-}" 2>/dev/null || true; rm -rf "$DATA" "$WORK"' EXIT
+OPS_DATA="$(mktemp -d /tmp/jinad-bench-ops.XXXXXX)"
+trap 'kill "${PID:-}" "${OPS:-}" 2>/dev/null || true; rm -rf "$DATA" "$WORK" "$OPS_DATA"' EXIT
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release
 
+if [ "${ONLY:-}" != ops ]; then  # ONLY=ops: the operations figures alone
 "$BIN" serve --data-dir "$DATA" --port "$PORT" --base-image-template "$BASE_TEMPLATE" >"$DATA/out" 2>"$DATA/err" &
 PID=$!
 until grep -q listening "$DATA/out" 2>/dev/null; do sleep 0.05; done
@@ -92,7 +97,40 @@ curl -s -X DELETE "$URL/flows/$flow" >/dev/null
 for id in "$id1" "$id2"; do curl -s -X DELETE "$URL/workspaces/$id" >/dev/null; done
 while [ "$(curl -s "$URL/workspaces")" != "[]" ]; do sleep 0.2; done
 
+fi
+
+# Operations, on a daemon whose base image is missing: every upload ends FAILED at once.
+OPS_URL="http://127.0.0.1:$((PORT + 1))"
+"$BIN" serve --data-dir "$OPS_DATA" --port "$((PORT + 1))" --base-image-template 'jinad/bench-missing:{python}' >"$OPS_DATA/out" 2>"$OPS_DATA/err" &
+OPS=$!
+until grep -q listening "$OPS_DATA/out" 2>/dev/null; do sleep 0.05; done
+echo 'print(1)' > "$WORK/one.py"
+for _ in $(seq 1000); do curl -s -o /dev/null -F "files=@$WORK/one.py;filename=app.py" "$OPS_URL/workspaces"; done
+objects=$(curl -s "$OPS_URL/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(sum(s[k].values()) for k in ("workspaces","flows","pods","peas")))')
+mean_time() { # $1: URL → mean seconds of 20 GETs
+  for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "$1"; done | awk '{t+=$1} END {printf "%.1f", 1000*t/NR}'
+}
+metrics_ms=$(mean_time "$OPS_URL/metrics")
+# 100,000 events: the 1,000 uploads made ~2,000; the rest go straight into the table.
+sqlite3 "$OPS_DATA/jinad.sqlite" "PRAGMA busy_timeout=10000; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000 - (SELECT COUNT(*) FROM events)) INSERT INTO events (object_id, kind, workspace_id, from_state, to_state) SELECT 'jworkspace-bench-' || i, 'workspace', 'jworkspace-bench-' || i, 'PENDING', 'ACTIVE' FROM n;"
+event_rows=$(sqlite3 "$OPS_DATA/jinad.sqlite" 'SELECT COUNT(*) FROM events')
+events_ms=$(mean_time "$OPS_URL/events")
+events_late_ms=$(mean_time "$OPS_URL/events?since=99000&limit=1000")
+events_object_ms=$(mean_time "$OPS_URL/events?object=jworkspace-bench-50000")
+# The CLI uploads 50 MB of incompressible files.
+mkdir -p "$WORK/big"
+for i in $(seq 50); do head -c 1048576 /dev/urandom > "$WORK/big/part-$i.bin"; done
+read -r upload_s upload_rss < <(JINAD_HOST="$OPS_URL" python3 - "$BIN" "$WORK/big" <<'PY'
+import resource, subprocess, sys, time
+t0 = time.time()
+subprocess.run([sys.argv[1], "workspaces", "create", "--detach", sys.argv[2]], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(f"{time.time() - t0:.3f}", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+)
+kill "$OPS"; wait "$OPS" 2>/dev/null || true
+
 printf '| figure | measured | goal |\n|---|---|---|\n'
+if [ "${ONLY:-}" != ops ]; then
 printf '| idle daemon RSS | %.1f MiB | <= 30 MiB |\n' "$(echo "$idle_rss/1024" | bc -l)"
 printf '| first workspace to ACTIVE (runtime image if new + pip) | %.2f s | - |\n' "$first"
 printf '| second workspace, same requirements, to ACTIVE | %.2f s (pip runs: %s) | <= 2 s, 0 pip runs |\n' "$second" "$pip_runs"
@@ -104,3 +142,8 @@ printf '| 3-chain, every pea in a container, via gateway_url (engine port proxy)
 printf '| the same via gateway_direct_url (workspace network): req/s, p50 | %s req/s, %s | - |\n' "$direct_rps" "$direct_p50"
 printf '| 3-chain, jinad flow --transport tcp: req/s, p50 | %s req/s, %s | - |\n' "$local_rps" "$local_p50"
 printf '| containers / local tcp throughput: gateway_url, gateway_direct_url | %.0f %%, %.0f %% | >= 70 %% |\n' "$(echo "100*$containers_rps/$local_rps" | bc -l)" "$(echo "100*$direct_rps/$local_rps" | bc -l)"
+fi
+printf '| GET /metrics with %s objects (mean of 20) | %s ms | - |\n' "$objects" "$metrics_ms"
+printf '| GET /events, first page (100), %s rows (mean of 20) | %s ms | - |\n' "$event_rows" "$events_ms"
+printf '| GET /events, 1,000 after seq 99,000 / one object of %s rows | %s ms / %s ms | - |\n' "$event_rows" "$events_late_ms" "$events_object_ms"
+printf '| jinad workspaces create, 50 MiB directory: throughput, CLI peak RSS | %.0f MiB/s, %.1f MiB | - |\n' "$(echo "50/$upload_s" | bc -l)" "$(echo "$upload_rss/1024" | bc -l)"

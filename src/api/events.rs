@@ -75,6 +75,20 @@ pub struct EventPage {
     pub next: i64,
 }
 
+/// One Server-Sent Event of `GET /events?follow=true` (keep-alive comments aside).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TransitionEvent {
+    /// Always `transition`.
+    #[schema(pattern = "^transition$")]
+    pub event: String,
+    /// The event's `seq` (what `Last-Event-ID` resumes after).
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// The event as JSON: an `EventView`.
+    pub data: String,
+}
+
 /// `since` as the query spells it: a `seq`, or a UTC time.
 pub struct SinceParam;
 
@@ -128,7 +142,7 @@ pub fn parse_since(text: &str) -> Result<Since, String> {
         ("follow" = Option<bool>, Query, description = "Stream the events as Server-Sent Events, new ones as they happen")),
     responses(
         (status = 200, description = "Events, oldest first",
-            content((EventPage = "application/json"), (String = "text/event-stream"))),
+            content((EventPage = "application/json"), (TransitionEvent = "text/event-stream"))),
         (status = 400, description = describe("Bad `since`, `limit` or `follow`", &[Code::BadRequest]), body = ErrorBody)))]
 #[get("/events")]
 pub async fn events(

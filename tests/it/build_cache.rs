@@ -42,6 +42,7 @@ async fn gc(daemon: &Daemon) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cache_is_brought_under_its_limit_without_breaking_builds() {
+    let _engine_cache = crate::common::ENGINE_CACHE.lock().await;
     let mut daemon = Daemon::start(&["--cache-max-size", "0"]).await;
     let unique = || ("u.txt", uuid::Uuid::new_v4().to_string().into_bytes());
     let first = daemon.create(&[(".jinad", b"python = 3.11\n".to_vec()), unique()]).await;

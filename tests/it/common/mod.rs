@@ -12,6 +12,10 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_jinad");
 
+/// Held by tests that collect the build cache (`POST /gc` evicts across the engine: runtime
+/// images of other binaries) or count on what it holds.
+pub static ENGINE_CACHE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The base image template the Docker tests build on (see docker/build-base-image.sh).
 pub fn base_template() -> String {
     std::env::var("JINAD_TEST_BASE_IMAGE_TEMPLATE").unwrap_or_else(|_| "jinad/python:{python}-bookworm".into())
