@@ -23,7 +23,7 @@ DATA="$(mktemp -d /tmp/jinad-bench.XXXXXX)"
 WORK="$(mktemp -d /tmp/jinad-bench-files.XXXXXX)"
 OPS_DATA="$(mktemp -d /tmp/jinad-bench-ops.XXXXXX)"
 trap 'kill "${PID:-}" "${OPS:-}" 2>/dev/null || true; rm -rf "$DATA" "$WORK" "$OPS_DATA"' EXIT
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+[ "${ONLY:-}" = ops ] || command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build --release
 
 if [ "${ONLY:-}" != ops ]; then  # ONLY=ops: the operations figures alone
@@ -112,7 +112,7 @@ mean_time() { # $1: URL → mean seconds of 20 GETs
 }
 metrics_ms=$(mean_time "$OPS_URL/metrics")
 # 100,000 events: the 1,000 uploads made ~2,000; the rest go straight into the table.
-sqlite3 "$OPS_DATA/jinad.sqlite" "PRAGMA busy_timeout=10000; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000 - (SELECT COUNT(*) FROM events)) INSERT INTO events (object_id, kind, workspace_id, from_state, to_state) SELECT 'jworkspace-bench-' || i, 'workspace', 'jworkspace-bench-' || i, 'PENDING', 'ACTIVE' FROM n;"
+sqlite3 "$OPS_DATA/jinad.sqlite" "PRAGMA busy_timeout=10000; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000 - (SELECT COUNT(*) FROM events)) INSERT INTO events (object_id, kind, workspace_id, from_state, to_state) SELECT 'jworkspace-bench-' || i, 'workspace', 'jworkspace-bench-' || i, 'PENDING', 'ACTIVE' FROM n;" >/dev/null
 event_rows=$(sqlite3 "$OPS_DATA/jinad.sqlite" 'SELECT COUNT(*) FROM events')
 events_ms=$(mean_time "$OPS_URL/events")
 events_late_ms=$(mean_time "$OPS_URL/events?since=99000&limit=1000")

@@ -43,9 +43,9 @@ pub enum Command {
     /// Client: start, list, inspect, delete flows and follow their logs.
     Flows(crate::client::commands::ClientArgs<crate::client::commands::FlowCommand>),
     /// Client: list, inspect, delete pods and follow their logs.
-    Pods(crate::client::commands::ClientArgs<crate::client::commands::DeploymentCommand>),
+    Pods(crate::client::commands::ClientArgs<crate::client::commands::ObjectCommand>),
     /// Client: list, inspect, delete peas and follow their logs.
-    Peas(crate::client::commands::ClientArgs<crate::client::commands::DeploymentCommand>),
+    Peas(crate::client::commands::ClientArgs<crate::client::commands::ObjectCommand>),
     /// Client: the timeline of state changes (`GET /events`), `-f` to follow it.
     Events(crate::client::commands::EventArgs),
     /// Client: the daemon's status (`GET /status`).

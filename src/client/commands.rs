@@ -36,16 +36,8 @@ pub enum WorkspaceCommand {
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },
-    /// List the workspaces.
-    #[command(visible_alias = "list")]
-    Ls(ListArgs),
-    /// Print workspaces as JSON.
-    Inspect { ids: Vec<String> },
-    /// Delete workspaces (and everything that runs in them).
-    #[command(visible_alias = "delete")]
-    Rm(RemoveArgs),
-    /// Print the build log.
-    Logs(LogArgs),
+    #[command(flatten)]
+    Object(ObjectCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -67,25 +59,23 @@ pub enum FlowCommand {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
-    #[command(visible_alias = "list")]
-    Ls(ListArgs),
-    Inspect { ids: Vec<String> },
-    /// Stop and remove flows.
-    #[command(visible_alias = "delete")]
-    Rm(RemoveArgs),
-    /// Print the containers' logs.
-    Logs(LogArgs),
+    #[command(flatten)]
+    Object(ObjectCommand),
 }
 
-/// Pods and peas: created by Flows elsewhere (remote pods) or `POST /pods`; listed, inspected,
-/// removed and followed here.
+/// What every kind of object has: workspaces, flows, pods and peas (pods and peas are created
+/// by Flows elsewhere or `POST /pods`, and only listed, inspected, removed and followed here).
 #[derive(Debug, Clone, Subcommand)]
-pub enum DeploymentCommand {
+pub enum ObjectCommand {
+    /// List them: a table, `--json` for the API's objects, `-q` for the ids.
     #[command(visible_alias = "list")]
     Ls(ListArgs),
+    /// Print them as JSON, as the API shows them.
     Inspect { ids: Vec<String> },
+    /// Delete them (a workspace: with everything that runs in it).
     #[command(visible_alias = "delete")]
     Rm(RemoveArgs),
+    /// Print the logs: a workspace's build log, or the containers' output.
     Logs(LogArgs),
 }
 
@@ -161,13 +151,7 @@ pub fn workspaces(args: ClientArgs<WorkspaceCommand>) -> Result<(), String> {
             println!("{}", created.workspace.id);
             Ok(())
         }
-        WorkspaceCommand::Ls(list) => {
-            let rows: Vec<WorkspaceView> = c.call(c.get("/workspaces")).map_err(fail)?;
-            print_list(&list, &rows, |r| &r.id, output::workspaces)
-        }
-        WorkspaceCommand::Inspect { ids } => inspect::<WorkspaceView>(&c, "workspaces", &ids),
-        WorkspaceCommand::Rm(remove) => remove_all(&c, "workspaces", &remove),
-        WorkspaceCommand::Logs(logs) => stream_logs(&c, "workspaces", &logs),
+        WorkspaceCommand::Object(command) => object::<WorkspaceView>(&c, "workspaces", command, |r| &r.id, output::workspaces),
     }
 }
 
@@ -191,27 +175,33 @@ pub fn flows(args: ClientArgs<FlowCommand>) -> Result<(), String> {
             println!("{}", flow.gateway_url.as_deref().unwrap_or(&flow.id));
             Ok(())
         }
-        FlowCommand::Ls(list) => deployments_list(&c, "flows", &list),
-        FlowCommand::Inspect { ids } => inspect::<DeploymentView>(&c, "flows", &ids),
-        FlowCommand::Rm(remove) => remove_all(&c, "flows", &remove),
-        FlowCommand::Logs(logs) => stream_logs(&c, "flows", &logs),
+        FlowCommand::Object(command) => object::<DeploymentView>(&c, "flows", command, |r| &r.id, output::deployments),
     }
 }
 
 /// `plural`: `pods` or `peas`.
-pub fn deployments(plural: &str, args: ClientArgs<DeploymentCommand>) -> Result<(), String> {
+pub fn deployments(plural: &str, args: ClientArgs<ObjectCommand>) -> Result<(), String> {
     let c = Connection::open(&args.connect)?;
-    match args.command {
-        DeploymentCommand::Ls(list) => deployments_list(&c, plural, &list),
-        DeploymentCommand::Inspect { ids } => inspect::<DeploymentView>(&c, plural, &ids),
-        DeploymentCommand::Rm(remove) => remove_all(&c, plural, &remove),
-        DeploymentCommand::Logs(logs) => stream_logs(&c, plural, &logs),
-    }
+    object::<DeploymentView>(&c, plural, args.command, |r| &r.id, output::deployments)
 }
 
-fn deployments_list(c: &Connection, plural: &str, list: &ListArgs) -> Result<(), String> {
-    let rows: Vec<DeploymentView> = c.call(c.get(&format!("/{plural}"))).map_err(fail)?;
-    print_list(list, &rows, |r| &r.id, output::deployments)
+/// `ls`, `inspect`, `rm`, `logs` of one kind (`plural`: its path), whose view is `T`.
+fn object<T: serde::de::DeserializeOwned + serde::Serialize>(
+    c: &Connection,
+    plural: &str,
+    command: ObjectCommand,
+    id: impl Fn(&T) -> &String,
+    table: impl Fn(&[T]) -> String,
+) -> Result<(), String> {
+    match command {
+        ObjectCommand::Ls(list) => {
+            let rows: Vec<T> = c.call(c.get(&format!("/{plural}"))).map_err(fail)?;
+            print_list(&list, &rows, id, table)
+        }
+        ObjectCommand::Inspect { ids } => inspect::<T>(c, plural, &ids),
+        ObjectCommand::Rm(remove) => remove_all(c, plural, &remove),
+        ObjectCommand::Logs(logs) => stream_logs(c, plural, &logs),
+    }
 }
 
 fn print_list<T: serde::Serialize>(list: &ListArgs, rows: &[T], id: impl Fn(&T) -> &String, table: impl Fn(&[T]) -> String) -> Result<(), String> {

@@ -502,6 +502,9 @@ mod tests {
         assert_eq!(hosts.iter().map(|h| (h.api.as_str(), h.token.as_deref())).collect::<Vec<_>>(), [("http://b:8000", Some("t")), ("http://c:8000", Some("t"))]);
         let two = parse("jtype: Flow\nexecutors:\n  - name: a\n    shards: 2\n    host:\n      - b:8000\n      - c:8000\n").unwrap();
         assert_eq!(two.pods[0].remote.as_ref().unwrap().hosts.len(), 2);
+        // A daemon with TLS keeps its scheme (verified with `jinad flow --ca-file`).
+        let tls = parse("jtype: Flow\nexecutors:\n  - name: a\n    host: https://b:8443/\n").unwrap();
+        assert_eq!(tls.pods[0].remote.as_ref().unwrap().hosts[0].api, "https://b:8443");
         let f = parse(
             "jtype: Flow\nexecutors:\n  - name: a\n    host: 10.0.0.2:8000\n    token: tb\n  - name: b\n    uses: VectorIndexer\n    shards: 3\n    token: shared\n    host:\n      - http://10.0.0.2:8000/\n      - {host: 'c.example:8001', token: tc}\n",
         )
