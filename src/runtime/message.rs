@@ -73,6 +73,9 @@ pub struct ControlReply {
     pub ready: bool,
     /// Requests handled so far.
     pub processed: u64,
+    /// Requests the node holds now, waiting for their other parts (a tail collecting shards, a
+    /// pea joining several `needs`): what is in flight inside it between two polls.
+    pub waiting: u64,
     /// For `terminate`: empty, or why `close()` failed.
     pub message: String,
 }

@@ -140,6 +140,7 @@ impl Node {
             role: self.role.name().to_string(),
             ready: true,
             processed: self.processed,
+            waiting: self.joiner.waiting() as u64,
             message: String::new(),
         };
         let stop = matches!(command, Ok(ControlRequest::Terminate));

@@ -453,7 +453,10 @@ pub fn pod(args: PodArgs) -> Result<(), String> {
                 let mut ready = true;
                 for (_, addr) in &nodes {
                     match sockets::control(addr, ControlRequest::Status, Duration::from_millis(500)) {
-                        Ok(r) => reply.processed += r.processed,
+                        Ok(r) => {
+                            reply.processed += r.processed;
+                            reply.waiting += r.waiting;
+                        }
                         Err(_) => ready = false,
                     }
                 }

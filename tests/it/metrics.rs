@@ -92,4 +92,6 @@ async fn the_gateway_counts_requests_and_what_each_pea_processed() {
     let shards: f64 = ["idx/shard-0", "idx/shard-1"].iter().filter_map(|p| sample(&families, "jinad_pea_processed", "jinad_pea_processed", &[("pea", p)])).sum();
     assert!(shards >= 5.0, "{text}");
     assert_eq!(sample(&families, "jinad_pea_answering", "jinad_pea_answering", &[("pea", "idx/tail")]), Some(1.0));
+    // Nothing is in flight once every answer came back; the tail reports what it holds.
+    assert_eq!(sample(&families, "jinad_pea_in_flight", "jinad_pea_in_flight", &[("pea", "idx/tail")]), Some(0.0), "{text}");
 }

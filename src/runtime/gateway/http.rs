@@ -270,7 +270,7 @@ async fn status(d: &State<Arc<Dispatcher>>) -> Json<GatewayStatus> {
 
 /// Prometheus metrics (text format 0.0.4): `jinad_gateway_requests_total{endpoint,status}`,
 /// `jinad_gateway_request_duration_seconds{endpoint}`, `jinad_gateway_requests_in_flight`, and per
-/// pea `jinad_pea_processed` and `jinad_pea_answering` (probed now). Endpoints other than
+/// pea `jinad_pea_processed`, `jinad_pea_in_flight` and `jinad_pea_answering` (probed now). Endpoints other than
 /// `/index`, `/search`, `/update`, `/delete` are counted as `other`.
 #[utoipa::path(get, path = "/metrics", tag = "status", responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
 #[get("/metrics")]

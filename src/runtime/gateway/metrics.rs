@@ -1,5 +1,5 @@
 //! The gateway's Prometheus metrics (`GET /metrics`): requests by endpoint and status, their
-//! latency, requests in flight, and per pea what it processed and whether it answers (asked over
+//! latency, requests in flight, and per pea what it processed, what it holds in flight and whether it answers (asked over
 //! its control port at each scrape).
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -12,6 +12,7 @@ pub struct GatewayMetrics {
     seconds: HistogramVec,
     pending: IntGauge,
     processed: IntGaugeVec,
+    waiting: IntGaugeVec,
     answering: IntGaugeVec,
 }
 
@@ -35,11 +36,12 @@ impl GatewayMetrics {
         )?;
         let pending = IntGauge::new("jinad_gateway_requests_in_flight", "Requests sent into the Flow and not answered yet")?;
         let processed = IntGaugeVec::new(Opts::new("jinad_pea_processed", "Requests each pea (head, tail) handled so far, as it says now"), &["pea"])?;
+        let waiting = IntGaugeVec::new(Opts::new("jinad_pea_in_flight", "Requests each pea holds now, waiting for their other parts (tails, joins)"), &["pea"])?;
         let answering = IntGaugeVec::new(Opts::new("jinad_pea_answering", "1 when the pea answered its status probe now"), &["pea"])?;
-        for c in [Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(seconds.clone()), Box::new(pending.clone()), Box::new(processed.clone()), Box::new(answering.clone())] {
+        for c in [Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>, Box::new(seconds.clone()), Box::new(pending.clone()), Box::new(processed.clone()), Box::new(waiting.clone()), Box::new(answering.clone())] {
             registry.register(c)?;
         }
-        Ok(GatewayMetrics { registry, requests, seconds, pending, processed, answering })
+        Ok(GatewayMetrics { registry, requests, seconds, pending, processed, waiting, answering })
     }
 
     pub fn observe(&self, endpoint: &str, status: u16, seconds: f64) {
@@ -57,6 +59,7 @@ pub async fn scrape(d: &Dispatcher) -> Result<String, String> {
         m.answering.with_label_values(&[&pea]).set(i64::from(reply.is_some()));
         if let Some(reply) = reply {
             m.processed.with_label_values(&[&pea]).set(reply.processed as i64);
+            m.waiting.with_label_values(&[&pea]).set(reply.waiting as i64);
         }
     }
     let mut out = Vec::new();
