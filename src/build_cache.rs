@@ -12,7 +12,7 @@
 //! that gained a child or a container meanwhile.
 //!
 //! Policy: with `--cache-max-size`, after every build and every minute, a pass that finds the
-//! cache over the limit evicts until it is under. On demand (`POST /gc`, `jinad gc`): everything
+//! cache over the limit evicts until it is under (and does nothing at all otherwise). On demand (`POST /gc`, `jinad gc`): everything
 //! evictable.
 
 use std::collections::{HashMap, HashSet};
@@ -216,6 +216,12 @@ pub async fn collect(daemon: &Daemon, limit: Option<u64>, wait: Option<Duration>
     let mut report = GcReport { limit, ..Default::default() };
     let (mut cache, containers) = survey(daemon).await?;
     report.size_before = cache.size();
+    daemon.metrics.set_cache_size(report.size_before);
+    // The policy does nothing while the cache is within its limit.
+    if limit.is_some_and(|limit| report.size_before <= limit) {
+        report.size_after = report.size_before;
+        return Ok(report);
+    }
 
     // Step containers of killed builds first: they pin the layers they were created from.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
@@ -305,12 +311,14 @@ async fn survey(daemon: &Daemon) -> Result<(Cache, Vec<ContainerInfo>), GcError>
     Ok((Cache::new(images, own, &keep), containers))
 }
 
-/// A step container the classic builder left: stopped, unlabelled by jinad, created from a
-/// cache image or base image given by id (as the builder does; `docker run` gives names), and
-/// not just created.
+/// A step container the classic builder left: a build step's command (`/bin/sh -c …`), stopped,
+/// unlabelled by jinad, created from a cache image or base image given by id (as the builder
+/// does; `docker run` gives names), and not just created.
 fn leaked_step(container: &ContainerInfo, cache: &Cache, now: i64) -> bool {
     let by_id = container.image.starts_with("sha256:") || (container.image.len() >= 12 && container.image.bytes().all(|b| b.is_ascii_hexdigit()));
-    matches!(container.state.as_str(), "created" | "exited" | "dead")
+    // Every step of a classic build runs `/bin/sh -c <RUN command>` or `/bin/sh -c #(nop) <step>`.
+    let step = container.command.starts_with("/bin/sh -c ");
+    step && matches!(container.state.as_str(), "created" | "exited" | "dead")
         && !container.labels.contains_key(labels::ID)
         && by_id
         && cache.holds(&container.image_id)

@@ -104,7 +104,8 @@ impl utoipa::PartialSchema for SinceParam {
 
 impl ToSchema for SinceParam {}
 
-const SINCE_PATTERN: &str = r"^([0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z)$";
+const SINCE_PATTERN: &str =
+    r"^([0-9]{1,18}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?Z)$";
 
 /// Reads `since`: digits are a `seq`; otherwise a time as the pattern spells it.
 pub fn parse_since(text: &str) -> Result<Since, String> {
@@ -118,8 +119,19 @@ pub fn parse_since(text: &str) -> Result<Since, String> {
         && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19)
         && b[b.len() - 1] == b'Z'
         && (b.len() == 20 || (b[19] == b'.' && (22..=30).contains(&b.len()) && digits(20..b.len() - 1)));
-    if shape {
-        Ok(Since::Time(text.to_string()))
+    // The ranges the pattern allows (a day past the month's end compares as the next month's).
+    let number = |range: std::ops::Range<usize>| text.get(range).and_then(|t| t.parse::<u32>().ok()).unwrap_or(99);
+    let in_range = shape
+        && (1..=12).contains(&number(5..7))
+        && (1..=31).contains(&number(8..10))
+        && number(11..13) <= 23
+        && number(14..16) <= 59
+        && number(17..19) <= 59;
+    if in_range {
+        // As the rows store it (`…:SS.fffZ`), so the text comparison is a time comparison:
+        // `…:25Z` must come before `…:25.191Z` (`.` sorts before `Z`).
+        let fraction: String = text[19..text.len() - 1].trim_start_matches('.').chars().chain(std::iter::repeat('0')).take(3).collect();
+        Ok(Since::Time(format!("{}.{fraction}Z", &text[..19])))
     } else {
         Err(format!(
             "`since` must be an event's seq or a UTC time like 2026-01-31T12:00:00Z, not `{}`",
@@ -131,7 +143,8 @@ pub fn parse_since(text: &str) -> Result<Since, String> {
 /// The timeline: every creation, state change and removal of every workspace, flow, pod and pea,
 /// oldest first, kept for `--event-retention`. `object` narrows it to one object (a workspace id:
 /// the workspace and everything that runs in it). With `follow=true` the answer is an
-/// `text/event-stream`: the events after `since` (or after `Last-Event-ID`), then each new one as
+/// `text/event-stream`: the events after `Last-Event-ID` (a reconnecting client's; it wins over
+/// `since`) or `since`, then each new one as
 /// it happens (`event: transition`, `id:` its seq, `data:` the JSON), until the client goes or
 /// `--event-follow-max` passes (reconnect with `Last-Event-ID`).
 #[utoipa::path(get, path = "/events", tag = "events", operation_id = "list_events",
@@ -152,9 +165,15 @@ pub async fn events(
     shutdown: Shutdown,
 ) -> ApiResult<Either<Json<EventPage>, EventStream![Event + 'static]>> {
     let bad = |m: String| ApiError::new(Code::BadRequest, m);
-    let since = match (single(uri, "since")?, last_event.0) {
-        (Some(text), _) => parse_since(&text).map_err(bad)?,
-        (None, Some(seq)) => Since::Seq(seq),
+    // A reconnecting EventSource sends its first URL again, `since` included, with the last id it
+    // got: that id is the later cursor.
+    let resume = last_event.0.map(|text| parse_since(&text).and_then(|since| match since {
+        Since::Seq(seq) => Ok(seq),
+        Since::Time(_) => Err(format!("`Last-Event-ID` must be an event's seq, not `{}`", text.chars().take(40).collect::<String>())),
+    }));
+    let since = match (single(uri, "since")?, resume) {
+        (_, Some(seq)) => Since::Seq(seq.map_err(bad)?),
+        (Some(text), None) => parse_since(&text).map_err(bad)?,
         (None, None) => Since::Seq(0),
     };
     let object = single(uri, "object")?.filter(|o| !o.is_empty());
@@ -217,16 +236,15 @@ pub async fn events(
     }))
 }
 
-/// The `Last-Event-ID` header of a reconnecting SSE client (ignored unless it is a seq).
-pub struct LastEventId(Option<i64>);
+/// The `Last-Event-ID` header of a reconnecting SSE client, as sent (it must be a seq).
+pub struct LastEventId(Option<String>);
 
 #[rocket::async_trait]
 impl<'r> rocket::request::FromRequest<'r> for LastEventId {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
-        let seq = request.headers().get_one("Last-Event-ID").and_then(|v| v.trim().parse::<i64>().ok()).filter(|s| *s >= 0);
-        rocket::request::Outcome::Success(LastEventId(seq))
+        rocket::request::Outcome::Success(LastEventId(request.headers().get_one("Last-Event-ID").map(|v| v.trim().to_string())))
     }
 }
 
@@ -237,9 +255,14 @@ mod tests {
     #[test]
     fn since_is_a_seq_or_a_utc_time() {
         assert_eq!(parse_since("42"), Ok(Since::Seq(42)));
-        assert_eq!(parse_since("2026-11-28T10:00:00Z"), Ok(Since::Time("2026-11-28T10:00:00Z".into())));
+        assert_eq!(parse_since("2026-11-28T10:00:00Z"), Ok(Since::Time("2026-11-28T10:00:00.000Z".into())));
         assert_eq!(parse_since("2026-11-28T10:00:00.123Z"), Ok(Since::Time("2026-11-28T10:00:00.123Z".into())));
-        for bad in ["", "-1", "x", "2026-11-28", "2026-11-28T10:00:00", "2026-11-28T10:00:00.Z", "2026-11-28 10:00:00Z", "1234567890123456789"] {
+        assert_eq!(parse_since("2026-11-28T10:00:00.1Z"), Ok(Since::Time("2026-11-28T10:00:00.100Z".into())));
+        assert_eq!(parse_since("2026-11-28T10:00:00.123456Z"), Ok(Since::Time("2026-11-28T10:00:00.123Z".into())));
+        for bad in [
+            "", "-1", "x", "2026-11-28", "2026-11-28T10:00:00", "2026-11-28T10:00:00.Z", "2026-11-28 10:00:00Z", "1234567890123456789",
+            "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z", "2026-11-32T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T10:60:00Z",
+        ] {
             assert!(parse_since(bad).is_err(), "{bad}");
         }
     }

@@ -221,7 +221,7 @@ fn inspect<T: serde::de::DeserializeOwned + serde::Serialize>(c: &Connection, pl
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for id in ids {
-        match c.call::<T>(c.get(&format!("/{plural}/{}", segment(id)))) {
+        match c.call::<T>(c.get(&format!("/{plural}/{}", id_segment(id)?))) {
             Ok(view) => found.push(view),
             Err(e) => missing.push(format!("{id}: {e}")),
         }
@@ -236,7 +236,7 @@ fn inspect<T: serde::de::DeserializeOwned + serde::Serialize>(c: &Connection, pl
 fn remove_all(c: &Connection, plural: &str, remove: &RemoveArgs) -> Result<(), String> {
     let mut errors = Vec::new();
     for id in &remove.ids {
-        match c.send(c.delete(&format!("/{plural}/{}", segment(id)))) {
+        match c.send(c.delete(&format!("/{plural}/{}", id_segment(id)?))) {
             Ok(_) => {
                 if remove.wait {
                     if let Err(e) = wait_gone(c, plural, id) {
@@ -258,7 +258,7 @@ fn remove_all(c: &Connection, plural: &str, remove: &RemoveArgs) -> Result<(), S
 /// Until `GET` answers 404; a delete that ends FAILED is an error.
 fn wait_gone(c: &Connection, plural: &str, id: &str) -> Result<(), String> {
     loop {
-        match c.send(c.get(&format!("/{plural}/{}", segment(id)))) {
+        match c.send(c.get(&format!("/{plural}/{}", id_segment(id)?))) {
             Err(super::CallError::Refused { status: 404, .. }) => return Ok(()),
             Err(e) => return Err(format!("{id}: {e}")),
             Ok(answer) => {
@@ -276,7 +276,7 @@ fn wait_gone(c: &Connection, plural: &str, id: &str) -> Result<(), String> {
 fn wait_deployment(c: &Connection, plural: &str, id: &str, timeout: Duration) -> Result<DeploymentView, String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let view: DeploymentView = c.call(c.get(&format!("/{plural}/{}", segment(id)))).map_err(|e| format!("{id}: {e}"))?;
+        let view: DeploymentView = c.call(c.get(&format!("/{plural}/{}", id_segment(id)?))).map_err(|e| format!("{id}: {e}"))?;
         match view.state {
             State::Active => {
                 eprintln!("{id} ACTIVE");
@@ -293,7 +293,7 @@ fn wait_deployment(c: &Connection, plural: &str, id: &str, timeout: Duration) ->
 }
 
 fn stream_logs(c: &Connection, plural: &str, logs: &LogArgs) -> Result<(), String> {
-    let path = format!("/{plural}/{}/logs?follow={}", segment(&logs.id), logs.follow);
+    let path = format!("/{plural}/{}/logs?follow={}", id_segment(&logs.id)?, logs.follow);
     let mut response = c.send(c.streaming(Method::GET, &path)).map_err(fail)?;
     let mut stdout = std::io::stdout().lock();
     match std::io::copy(&mut response, &mut stdout) {
@@ -361,6 +361,15 @@ pub fn status(args: StatusArgs) -> Result<(), String> {
     let status: crate::api::status::DaemonStatus = c.call(c.get("/status")).map_err(fail)?;
     print!("{}", output::json(&status));
     Ok(())
+}
+
+/// An object id as a URL path segment: ids are letters, digits and `-`; anything else (`..`, `/`,
+/// an empty id) is refused here rather than resolved by URL normalisation into another path.
+fn id_segment(id: &str) -> Result<String, String> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(format!("`{}` is not an id (`jworkspace-<uuid>`, `jflow-<uuid>`, …)", id.chars().take(70).collect::<String>()));
+    }
+    Ok(id.to_string())
 }
 
 /// An id or value as one URL path or query segment (ids are `[a-z0-9-]`; anything else is

@@ -78,7 +78,14 @@ pub fn send(request: RequestBuilder, token: Option<&str>) -> Result<Response, Ca
     let (client, request) = request.build_split();
     let request = request.map_err(|e| CallError::Unreachable { url: String::new(), cause: root_cause(&e) })?;
     let url = request.url().to_string();
-    let response = client.execute(request).map_err(|e| CallError::Unreachable { url: url.clone(), cause: root_cause(&e) })?;
+    let response = client.execute(request).map_err(|e| {
+        let mut cause = root_cause(&e);
+        // What hyper says when an http:// request reaches a TLS port.
+        if url.starts_with("http://") && cause.contains("invalid HTTP version") {
+            cause.push_str(" (the daemon speaks TLS: use https://)");
+        }
+        CallError::Unreachable { url: url.clone(), cause }
+    })?;
     let status = response.status().as_u16();
     if response.status().is_success() {
         return Ok(response);

@@ -34,6 +34,8 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
     /// `created`, `running`, `exited`, `dead`, …
     pub state: String,
+    /// The command, as `docker ps` shows it (`/bin/sh -c …` for a classic build's step).
+    pub command: String,
     /// Unix seconds.
     pub created: i64,
 }
@@ -66,6 +68,7 @@ impl DockerEngine {
                 image_id: c.image_id.unwrap_or_default(),
                 labels: c.labels.unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                command: c.command.unwrap_or_default(),
                 created: c.created.unwrap_or_default(),
             })
             .collect())

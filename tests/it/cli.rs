@@ -143,6 +143,10 @@ async fn a_failing_build_exits_non_zero_with_its_reason() {
     // Errors of the API carry their code; a daemon that is not there is named.
     let out = jinad(&daemon, &["workspaces", "inspect", "jworkspace-00000000-0000-4000-8000-000000000000"]);
     assert!(!out.status.success() && text(&out.stderr).contains("workspace_not_found"), "{}", text(&out.stderr));
+    for bad in ["..", "", "a/b"] {
+        let out = jinad(&daemon, &["workspaces", "inspect", bad]);
+        assert!(!out.status.success() && text(&out.stderr).contains("is not an id"), "{bad}: {}", text(&out.stderr));
+    }
     let out = Command::new(BIN).args(["ws", "ls", "-H", "127.0.0.1:9"]).output().unwrap();
     assert!(!out.status.success() && text(&out.stderr).contains("unreachable"), "{}", text(&out.stderr));
     let empty = tempfile::tempdir().unwrap();

@@ -66,6 +66,12 @@ async fn events_page_filter_follow_and_expire() {
     let third_at = all[2]["at"].as_str().unwrap();
     let (after, _) = page(&daemon, &format!("?since={third_at}")).await;
     assert!(seqs(&after).iter().all(|s| *s > all[1]["seq"].as_i64().unwrap()), "{after:?}");
+    // A time to the second means its start: the events later in that second are after it.
+    let first_at = all[0]["at"].as_str().unwrap();
+    let (same_second, _) = page(&daemon, &format!("?since={}Z", &first_at[..19])).await;
+    let expected: Vec<i64> = all.iter().filter(|e| e["at"].as_str().unwrap() > &format!("{}.000Z", &first_at[..19])[..]).map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs(&same_second), expected);
+    assert!(expected.len() >= 4, "{all:?}");
     // One object; an empty page keeps the cursor.
     let (one, _) = page(&daemon, &format!("?object={}", ids[3])).await;
     assert_eq!(seqs(&one), [all[3]["seq"].as_i64().unwrap()]);
@@ -73,7 +79,7 @@ async fn events_page_filter_follow_and_expire() {
     assert!(none.is_empty());
     assert_eq!(kept, 999999);
     // Strict parameters.
-    for bad in ["?since=yesterday", "?since=-1", "?limit=0", "?limit=1001", "?limit=x", "?follow=yes", "?since=1&since=2"] {
+    for bad in ["?since=yesterday", "?since=-1", "?since=2026-13-40T00:00:00Z", "?limit=0", "?limit=1001", "?limit=x", "?follow=yes", "?since=1&since=2"] {
         let (status, body) = daemon.get(&format!("/events{bad}")).await;
         assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")), "{bad}: {body}");
     }
@@ -81,7 +87,8 @@ async fn events_page_filter_follow_and_expire() {
     // SSE: resume after the 4th (Last-Event-ID), then a new one arrives live.
     let stream = daemon
         .http
-        .get(format!("{}/events?follow=true", daemon.url))
+        // As an EventSource reconnects: its first URL (`since=1`) and the last id it got, which wins.
+        .get(format!("{}/events?follow=true&since=1", daemon.url))
         .header("Last-Event-ID", all[3]["seq"].to_string())
         .send()
         .await
@@ -95,6 +102,9 @@ async fn events_page_filter_follow_and_expire() {
     assert_eq!(live.len(), 2, "{live:?}");
     assert_eq!(live[0], all[4]);
     assert_eq!(live[1]["object_id"], sixth.as_str());
+
+    let bad_id = daemon.http.get(format!("{}/events?follow=true", daemon.url)).header("Last-Event-ID", "abc").send().await.unwrap();
+    assert_eq!(bad_id.status().as_u16(), 400, "a Last-Event-ID that is not a seq");
 
     // `--event-follow-max 3`: the daemon ends a quiet stream after 3 s.
     let started = Instant::now();

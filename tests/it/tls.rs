@@ -48,8 +48,11 @@ async fn the_daemon_and_the_gateway_serve_https_that_clients_verify() {
     let out = Command::new(BIN).args(["status"]).env("JINAD_HOST", &daemon.url).env_remove("JINAD_CA_FILE").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.to_lowercase().contains("certificate"), "{stderr}");
-    // Plain HTTP on the TLS port gets no answer.
+    // The CLI says what is wrong when told http:// for a TLS daemon.
     let plain = daemon.url.replace("https://", "http://");
+    let out = Command::new(BIN).args(["status", "-H", &plain]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use https://"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Plain HTTP on the TLS port gets no answer.
     assert!(reqwest::get(format!("{plain}/status")).await.map(|r| r.status().is_success()).unwrap_or(false) == false);
     // A key that is not a key: the daemon refuses to start, saying which file.
     let bad = dir.path().join("bad.pem");
