@@ -180,7 +180,8 @@ pub struct Config {
     #[arg(long, env = "JINAD_CACHE_MAX_SIZE", default_value = "10GiB", value_parser = parse_size)]
     pub cache_max_size: u64,
 
-    /// How long `GET /events` keeps a state change (`90s`, `30m`, `12h`, `7d`, or seconds).
+    /// How long `GET /events` keeps a state change (`90s`, `30m`, `12h`, `7d`, or seconds; `0`
+    /// keeps none past the next minute's pruning).
     #[arg(long, env = "JINAD_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub event_retention: u64,
 

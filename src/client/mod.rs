@@ -44,14 +44,31 @@ pub struct Connection {
     streaming: Client,
 }
 
+/// `--host` as a base URL: `http(s)://HOST[:PORT]` (any case) or `HOST:PORT` (http); no path,
+/// query or other scheme.
+pub fn daemon_url(given: &str) -> Result<String, String> {
+    let host = given.trim();
+    let lower = host.to_ascii_lowercase();
+    let with_scheme = if lower.starts_with("http://") || lower.starts_with("https://") {
+        host.to_string()
+    } else if host.contains("://") {
+        return Err(format!("--host {given}: the daemon is http:// or https://"));
+    } else {
+        format!("http://{host}")
+    };
+    let url = reqwest::Url::parse(&with_scheme).map_err(|e| format!("--host {given}: {e}"))?;
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.host_str().is_none() {
+        return Err(format!("--host {given}: give the daemon as http(s)://HOST:PORT, without a path or query"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
 /// One API call that answers at once.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Connection {
     pub fn open(args: &ConnectArgs) -> Result<Self, String> {
-        let host = args.host.trim().trim_end_matches('/');
-        let base = if host.starts_with("http://") || host.starts_with("https://") { host.to_string() } else { format!("http://{host}") };
-        reqwest::Url::parse(&base).map_err(|e| format!("--host {}: {e}", args.host))?;
+        let base = daemon_url(&args.host)?;
         let token = match &args.token_file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("--token-file {}: {e}", path.display()))?.trim().to_string()),
             None => std::env::var("JINAD_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
@@ -91,5 +108,19 @@ impl Connection {
     /// Sends; the raw answer of a 2xx.
     pub fn send(&self, request: RequestBuilder) -> Result<Response, CallError> {
         http::send(request, self.token.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_url;
+
+    #[test]
+    fn daemon_urls() {
+        assert_eq!(daemon_url("127.0.0.1:8000").unwrap(), "http://127.0.0.1:8000");
+        assert_eq!(daemon_url("HTTPS://Daemon.example:8443/").unwrap(), "https://daemon.example:8443");
+        for bad in ["ftp://x", "http://h:1/api", "http://h:1?x=1", "http://", "http://u@h:1"] {
+            assert!(daemon_url(bad).is_err(), "{bad}");
+        }
     }
 }
