@@ -311,18 +311,27 @@ async fn survey(daemon: &Daemon) -> Result<(Cache, Vec<ContainerInfo>), GcError>
     Ok((Cache::new(images, own, &keep), containers))
 }
 
-/// A step container the classic builder left: a build step's command (`/bin/sh -c …`), stopped,
+/// A step container the classic builder left: a build step's command (`/bin/sh -c …`), a name
+/// Docker generated, stopped,
 /// unlabelled by jinad, created from a cache image or base image given by id (as the builder
 /// does; `docker run` gives names), and not just created.
 fn leaked_step(container: &ContainerInfo, cache: &Cache, now: i64) -> bool {
     let by_id = container.image.starts_with("sha256:") || (container.image.len() >= 12 && container.image.bytes().all(|b| b.is_ascii_hexdigit()));
     // Every step of a classic build runs `/bin/sh -c <RUN command>` or `/bin/sh -c #(nop) <step>`.
-    let step = container.command.starts_with("/bin/sh -c ");
+    let step = container.command.starts_with("/bin/sh -c ") && docker_generated_name(&container.name);
     step && matches!(container.state.as_str(), "created" | "exited" | "dead")
         && !container.labels.contains_key(labels::ID)
         && by_id
         && cache.holds(&container.image_id)
         && now - container.created > LEAKED_CONTAINER_AGE
+}
+
+/// `adjective_surname` (or `…_surname3`): the names Docker gives containers nobody named, as the
+/// builder's step containers are. A container someone named is never taken for a leaked step.
+fn docker_generated_name(name: &str) -> bool {
+    let Some((left, right)) = name.split_once('_') else { return false };
+    let right = right.trim_end_matches(|c: char| c.is_ascii_digit());
+    !left.is_empty() && !right.is_empty() && left.bytes().all(|b| b.is_ascii_lowercase()) && right.bytes().all(|b| b.is_ascii_lowercase())
 }
 
 /// The policy: with `--cache-max-size`, a pass whenever a build ended and every minute.
@@ -403,6 +412,16 @@ mod tests {
         c.remove("old");
         assert_eq!(c.size(), 10 + 60 + 5);
         assert!(c.evictable().is_empty());
+    }
+
+    #[test]
+    fn only_docker_generated_names_can_be_leaked_steps() {
+        for name in ["eager_turing", "brave_hopper12"] {
+            assert!(docker_generated_name(name), "{name}");
+        }
+        for name in ["my-job", "review1-byid", "user_Job", "_x", "x_", "a_b_c", "job_1x"] {
+            assert!(!docker_generated_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct ImageRecord {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerInfo {
     pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
     /// The image as the container was created with it: a name, or an id (`sha256:…`) as the
     /// classic builder gives its step containers.
     pub image: String,
@@ -64,6 +66,7 @@ impl DockerEngine {
             .into_iter()
             .map(|c| ContainerInfo {
                 id: c.id.unwrap_or_default(),
+                name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_string(),
                 image: c.image.unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
                 labels: c.labels.unwrap_or_default(),

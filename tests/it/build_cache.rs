@@ -57,8 +57,12 @@ async fn the_cache_is_brought_under_its_limit_without_breaking_builds() {
     // A step container of a killed build: stopped, no labels, created from the base by id.
     let base = base_template().replace("{python}", "3.11");
     let (_, base_id) = docker(&["image", "inspect", "-f", "{{.Id}}", &base]);
-    let leaked_name = format!("jinad-test-leaked-{}", uuid::Uuid::new_v4());
-    let (ok, out) = docker(&["create", "--name", &leaked_name, base_id.trim(), "/bin/sh", "-c", "true"]);
+    // As the builder makes them: no name given (Docker generates one). A named one is a user's.
+    let (ok, out) = docker(&["create", base_id.trim(), "/bin/sh", "-c", "true"]);
+    assert!(ok, "{out}");
+    let leaked_name = out.trim().to_string();
+    let users = format!("jinad-test-users-{}", uuid::Uuid::new_v4());
+    let (ok, out) = docker(&["create", "--name", &users, base_id.trim(), "/bin/sh", "-c", "true"]);
     assert!(ok, "{out}");
     let leaked_at = Instant::now();
 
@@ -102,6 +106,9 @@ async fn the_cache_is_brought_under_its_limit_without_breaking_builds() {
     assert!(report["freed_bytes"].as_u64().unwrap() >= 20_000_000, "{report}");
     let (still, _) = docker(&["container", "inspect", &leaked_name]);
     assert!(!still, "the leaked step container is removed: {report}");
+    let (kept, _) = docker(&["container", "inspect", &users]);
+    assert!(kept, "a container someone named stays: {report}");
+    docker(&["rm", "-f", &users]);
     for id in [&first, &second, &third] {
         assert_eq!(daemon.get(&format!("/workspaces/{id}")).await.1["state"], "ACTIVE");
         assert!(exists(&format!("jworkspace:{}", id.trim_start_matches("jworkspace-"))));
